@@ -1,0 +1,190 @@
+// pybind11 bindings of the kernel library: the module hmr_ros._C.
+//
+// Deliberately thin: every op takes raw pointers (as integers) and sizes. Shapes, dtypes,
+// contiguity and devices are validated once in Python (hmr_ros/kernels/), the only importer of
+// this module, for NumPy and CUDA arrays alike. The GIL is released while kernels run.
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "cpu/ops.h"
+#if defined(HMR_ROS_WITH_CUDA)
+#include "cuda/ops.h"
+#endif
+
+namespace py = pybind11;
+using hmr::IuvWarpParams;
+using hmr::LbsParams;
+using hmr::PartVisibilityParams;
+
+namespace {
+
+template <typename T>
+T* ptr(uintptr_t p) { return reinterpret_cast<T*>(p); }
+
+LbsParams make_lbs_params(int B, int V, int J, int NB, uintptr_t betas, uintptr_t rotmats,
+                          uintptr_t v_template, uintptr_t shapedirs, uintptr_t posedirs,
+                          bool posedirs_fp16, uintptr_t j_regressor, uintptr_t parents,
+                          uintptr_t weights, uintptr_t vertices, uintptr_t joints) {
+  if (J < 1 || J > hmr::kMaxJoints)
+    throw std::invalid_argument("lbs: number of joints must be in [1, 64], got " + std::to_string(J));
+  return LbsParams{B, V, J, NB, ptr<const float>(betas), ptr<const float>(rotmats),
+                   ptr<const float>(v_template), ptr<const float>(shapedirs),
+                   ptr<const void>(posedirs), posedirs_fp16, ptr<const float>(j_regressor),
+                   ptr<const int64_t>(parents), ptr<const float>(weights), ptr<float>(vertices),
+                   ptr<float>(joints)};
+}
+
+void check_joints(int J, const char* op) {
+  if (J < 1 || J > hmr::kMaxJoints)
+    throw std::invalid_argument(std::string(op) + ": number of joints must be in [1, 64], got " +
+                                std::to_string(J));
+}
+
+#if defined(HMR_ROS_WITH_CUDA)
+void raise_if(const std::string& err, const char* op) {
+  if (!err.empty()) throw std::runtime_error(std::string(op) + ": CUDA error: " + err);
+}
+#endif
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "hmr_ros kernel library (CPU always; CUDA when compiled in). Use hmr_ros.kernels.";
+  using py::arg;
+  const auto nogil = py::call_guard<py::gil_scoped_release>();
+
+  m.def("num_threads", &hmr::cpu::num_threads, "OpenMP threads the CPU kernels use.");
+
+  m.def("cpu_convert_rotations",
+        [](int kind, uintptr_t in, uintptr_t out, int64_t n, bool f64) {
+          if (kind < 0 || kind > 7) throw std::invalid_argument("unknown rotation conversion");
+          if (f64) hmr::cpu::convert_rotations<double>(kind, ptr<const double>(in), ptr<double>(out), n);
+          else hmr::cpu::convert_rotations<float>(kind, ptr<const float>(in), ptr<float>(out), n);
+        }, "Element-wise rotation conversion (kind: see csrc/common/rotations.h).", nogil);
+
+  m.def("cpu_kinematic_slerp",
+        [](uintptr_t abs_vis, uintptr_t rel_glob, uintptr_t weight, uintptr_t parents, int64_t B,
+           int J, uintptr_t rel_out, uintptr_t abs_out, bool f64) {
+          check_joints(J, "kinematic_slerp");
+          if (f64)
+            hmr::cpu::kinematic_slerp<double>(ptr<const double>(abs_vis), ptr<const double>(rel_glob),
+                                              ptr<const double>(weight), ptr<const int64_t>(parents),
+                                              B, J, ptr<double>(rel_out), ptr<double>(abs_out));
+          else
+            hmr::cpu::kinematic_slerp<float>(ptr<const float>(abs_vis), ptr<const float>(rel_glob),
+                                             ptr<const float>(weight), ptr<const int64_t>(parents),
+                                             B, J, ptr<float>(rel_out), ptr<float>(abs_out));
+        }, "Kinematic slerp (paper 000 eq. 5).", nogil);
+
+  m.def("cpu_match_hypotheses",
+        [](uintptr_t abs_vis, uintptr_t hyp_rel, uintptr_t weight, uintptr_t parents, int64_t B,
+           int64_t K, int J, uintptr_t best, uintptr_t score, bool f64) {
+          check_joints(J, "match_hypotheses");
+          if (f64)
+            hmr::cpu::match_hypotheses<double>(ptr<const double>(abs_vis), ptr<const double>(hyp_rel),
+                                               ptr<const double>(weight), ptr<const int64_t>(parents),
+                                               B, K, J, ptr<int64_t>(best), ptr<double>(score));
+          else
+            hmr::cpu::match_hypotheses<float>(ptr<const float>(abs_vis), ptr<const float>(hyp_rel),
+                                              ptr<const float>(weight), ptr<const int64_t>(parents),
+                                              B, K, J, ptr<int64_t>(best), ptr<float>(score));
+        }, "Visibility matching of hypotheses (paper 000 eq. 4).", nogil);
+
+  m.def("cpu_lbs",
+        [](int B, int V, int J, int NB, uintptr_t betas, uintptr_t rotmats, uintptr_t v_template,
+           uintptr_t shapedirs, uintptr_t posedirs, bool posedirs_fp16, uintptr_t j_regressor,
+           uintptr_t parents, uintptr_t weights, uintptr_t vertices, uintptr_t joints) {
+          hmr::cpu::lbs(make_lbs_params(B, V, J, NB, betas, rotmats, v_template, shapedirs,
+                                        posedirs, posedirs_fp16, j_regressor, parents, weights,
+                                        vertices, joints));
+        }, "Batched linear blend skinning (smplx.lbs semantics).", nogil);
+
+  m.def("cpu_iuv_warp",
+        [](int B, int C, int H, int W, int S, float fg_threshold, uintptr_t features,
+           uintptr_t iuv, uintptr_t out) {
+          hmr::cpu::iuv_warp(IuvWarpParams{B, C, H, W, S, fg_threshold, ptr<const float>(features),
+                                           ptr<const float>(iuv), ptr<float>(out)});
+        }, "Warp features to the UV atlas through an IUV map; out must be zeroed.", nogil);
+
+  m.def("cpu_part_visibility",
+        [](int B, int S, int num_parts, uintptr_t occupancy, uintptr_t part_map, uintptr_t out) {
+          hmr::cpu::part_visibility(PartVisibilityParams{B, S, num_parts, ptr<const float>(occupancy),
+                                                         ptr<const int32_t>(part_map), ptr<float>(out)});
+        }, "Per-part visibility from UV occupancy (paper 000 eq. 1).", nogil);
+
+#if defined(HMR_ROS_WITH_CUDA)
+  m.attr("has_cuda") = true;
+  m.def("cuda_device_count", &hmr::cuda::device_count, "Visible CUDA devices (0 without a driver).");
+  m.def("cuda_lbs_workspace_floats", &hmr::cuda::lbs_workspace_floats);
+  m.def("cuda_iuv_warp_workspace_floats", &hmr::cuda::iuv_warp_workspace_floats);
+
+  m.def("cuda_convert_rotations",
+        [](int kind, uintptr_t in, uintptr_t out, int64_t n, bool f64, uintptr_t stream) {
+          if (kind < 0 || kind > 7) throw std::invalid_argument("unknown rotation conversion");
+          raise_if(f64 ? hmr::cuda::convert_rotations<double>(kind, ptr<const double>(in), ptr<double>(out), n, stream)
+                       : hmr::cuda::convert_rotations<float>(kind, ptr<const float>(in), ptr<float>(out), n, stream),
+                   "convert_rotations");
+        }, nogil);
+
+  m.def("cuda_kinematic_slerp",
+        [](uintptr_t abs_vis, uintptr_t rel_glob, uintptr_t weight, uintptr_t parents, int64_t B,
+           int J, uintptr_t rel_out, uintptr_t abs_out, bool f64, uintptr_t stream) {
+          check_joints(J, "kinematic_slerp");
+          raise_if(f64 ? hmr::cuda::kinematic_slerp<double>(ptr<const double>(abs_vis), ptr<const double>(rel_glob),
+                                                            ptr<const double>(weight), ptr<const int64_t>(parents), B, J,
+                                                            ptr<double>(rel_out), ptr<double>(abs_out), stream)
+                       : hmr::cuda::kinematic_slerp<float>(ptr<const float>(abs_vis), ptr<const float>(rel_glob),
+                                                           ptr<const float>(weight), ptr<const int64_t>(parents), B, J,
+                                                           ptr<float>(rel_out), ptr<float>(abs_out), stream),
+                   "kinematic_slerp");
+        }, nogil);
+
+  m.def("cuda_match_hypotheses",
+        [](uintptr_t abs_vis, uintptr_t hyp_rel, uintptr_t weight, uintptr_t parents, int64_t B,
+           int64_t K, int J, uintptr_t best, uintptr_t score, uintptr_t scratch, bool f64,
+           uintptr_t stream) {
+          check_joints(J, "match_hypotheses");
+          raise_if(f64 ? hmr::cuda::match_hypotheses<double>(ptr<const double>(abs_vis), ptr<const double>(hyp_rel),
+                                                             ptr<const double>(weight), ptr<const int64_t>(parents), B, K, J,
+                                                             ptr<int64_t>(best), ptr<double>(score), ptr<double>(scratch), stream)
+                       : hmr::cuda::match_hypotheses<float>(ptr<const float>(abs_vis), ptr<const float>(hyp_rel),
+                                                            ptr<const float>(weight), ptr<const int64_t>(parents), B, K, J,
+                                                            ptr<int64_t>(best), ptr<float>(score), ptr<float>(scratch), stream),
+                   "match_hypotheses");
+        }, nogil);
+
+  m.def("cuda_lbs",
+        [](int B, int V, int J, int NB, uintptr_t betas, uintptr_t rotmats, uintptr_t v_template,
+           uintptr_t shapedirs, uintptr_t posedirs, bool posedirs_fp16, uintptr_t j_regressor,
+           uintptr_t parents, uintptr_t weights, uintptr_t vertices, uintptr_t joints,
+           uintptr_t workspace, uintptr_t stream) {
+          raise_if(hmr::cuda::lbs(make_lbs_params(B, V, J, NB, betas, rotmats, v_template, shapedirs,
+                                                  posedirs, posedirs_fp16, j_regressor, parents,
+                                                  weights, vertices, joints),
+                                  ptr<float>(workspace), stream),
+                   "lbs");
+        }, nogil);
+
+  m.def("cuda_iuv_warp",
+        [](int B, int C, int H, int W, int S, float fg_threshold, uintptr_t features,
+           uintptr_t iuv, uintptr_t out, uintptr_t workspace, uintptr_t stream) {
+          raise_if(hmr::cuda::iuv_warp(IuvWarpParams{B, C, H, W, S, fg_threshold, ptr<const float>(features),
+                                                     ptr<const float>(iuv), ptr<float>(out)},
+                                       ptr<float>(workspace), stream),
+                   "iuv_warp");
+        }, nogil);
+
+  m.def("cuda_part_visibility",
+        [](int B, int S, int num_parts, uintptr_t occupancy, uintptr_t part_map, uintptr_t out,
+           uintptr_t stream) {
+          raise_if(hmr::cuda::part_visibility(PartVisibilityParams{B, S, num_parts, ptr<const float>(occupancy),
+                                                                   ptr<const int32_t>(part_map), ptr<float>(out)},
+                                              stream),
+                   "part_visibility");
+        }, nogil);
+#else
+  m.attr("has_cuda") = false;
+#endif
+}

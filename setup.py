@@ -1,0 +1,133 @@
+"""Build of hmr_ros and its kernel library hmr_ros._C.
+
+The CPU kernels (C++17, OpenMP, -O3) are always built. The CUDA kernels are built too when nvcc
+is found (or HMR_ROS_CUDA=1, which makes a missing nvcc an error); HMR_ROS_CUDA=0 turns them
+off. CUDA objects are compiled by nvcc for Jetson Orin (sm_87), Ada (sm_89), Hopper (sm_90) and
+Blackwell (sm_120) plus PTX, and linked into the same extension against the static CUDA runtime,
+so importing hmr_ros._C needs no libcudart on machines without a GPU.
+
+HMR_ROS_PORTABLE=1 drops -march=native (for wheels that move between machines).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pybind11.setup_helpers import Pybind11Extension
+from setuptools import find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+CSRC = ROOT / "csrc"
+CUDA_ARCHS = ("87", "89", "90", "120")
+PTX_ARCH = "120"
+
+
+def _find_nvcc() -> str | None:
+    """nvcc to use, honouring HMR_ROS_CUDA=0/1; None when CUDA is off."""
+    mode = os.environ.get("HMR_ROS_CUDA", "auto").strip().lower()
+    if mode in ("0", "off", "false", "no"):
+        return None
+    candidates = [shutil.which("nvcc")]
+    for env in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(env):
+            candidates.append(str(Path(os.environ[env]) / "bin" / "nvcc"))
+    candidates.append("/usr/local/cuda/bin/nvcc")
+    for c in candidates:
+        if c and Path(c).is_file():
+            return c
+    if mode in ("1", "on", "true", "yes"):
+        sys.exit("HMR_ROS_CUDA=1 but nvcc was not found (PATH, CUDA_HOME, /usr/local/cuda/bin)")
+    return None
+
+
+def _cuda_lib_dir(nvcc: str) -> str:
+    """Folder with libcudart_static.a (nvcc may be a wrapper script outside the toolkit)."""
+    homes = [Path(os.environ[e]) for e in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(e)]
+    homes += [Path(nvcc).resolve().parent.parent, Path("/usr/local/cuda")]
+    for home in homes:
+        for sub in ("lib64", "lib", "targets/x86_64-linux/lib", "targets/sbsa-linux/lib",
+                    "targets/aarch64-linux/lib"):
+            if (home / sub / "libcudart_static.a").is_file():
+                return str(home / sub)
+    sys.exit(f"libcudart_static.a not found under {', '.join(map(str, homes))}; "
+             "set CUDA_HOME, or HMR_ROS_CUDA=0 to build without CUDA")
+
+
+class BuildExtWithCuda(build_ext):
+    """Compiles csrc/cuda/*.cu with nvcc (in parallel) before the usual C++ build."""
+
+    def build_extension(self, ext):
+        nvcc = _find_nvcc()
+        if nvcc:
+            objects = self._compile_cuda(nvcc)
+            ext.extra_objects = list(ext.extra_objects or []) + objects
+            ext.define_macros = list(ext.define_macros or []) + [("HMR_ROS_WITH_CUDA", "1")]
+            ext.library_dirs = list(ext.library_dirs or []) + [_cuda_lib_dir(nvcc)]
+            ext.libraries = list(ext.libraries or []) + ["cudart_static", "rt", "dl", "pthread"]
+            print(f"hmr_ros: building CUDA kernels with {nvcc} for sm_{', sm_'.join(CUDA_ARCHS)} + PTX")
+        else:
+            print("hmr_ros: CUDA kernels not built (no nvcc, or HMR_ROS_CUDA=0)")
+        super().build_extension(ext)
+
+    def _compile_cuda(self, nvcc: str) -> list[str]:
+        out_dir = Path(self.build_temp) / "cuda"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS]
+        gencode.append(f"-gencode=arch=compute_{PTX_ARCH},code=compute_{PTX_ARCH}")
+        sources = sorted((CSRC / "cuda").glob("*.cu"))
+
+        def compile_one(src: Path) -> str:
+            obj = out_dir / (src.stem + ".o")
+            headers = list(CSRC.glob("**/*.h"))
+            if obj.exists() and all(obj.stat().st_mtime > p.stat().st_mtime for p in [src, *headers]):
+                return str(obj)
+            cmd = [nvcc, "-c", str(src), "-o", str(obj), "-O3", "-std=c++17", "--threads", "2",
+                   "-Xcompiler", "-fPIC", "-I", str(CSRC), *gencode]
+            print(" ".join(cmd))
+            subprocess.run(cmd, check=True)
+            return str(obj)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(compile_one, sources))
+
+
+def _cxx_flags() -> list[str]:
+    flags = ["-O3", "-fopenmp", "-fvisibility=hidden"]
+    if os.environ.get("HMR_ROS_PORTABLE", "0") != "1":
+        flags.append("-march=native")
+    return flags
+
+
+ext = Pybind11Extension(
+    "hmr_ros._C",
+    sorted(str(p.relative_to(ROOT)) for p in [CSRC / "bindings.cpp", *(CSRC / "cpu").glob("*.cpp")]),
+    include_dirs=[str(CSRC)],
+    extra_compile_args=_cxx_flags(),
+    extra_link_args=["-fopenmp"],
+    cxx_std=17,
+)
+
+setup(
+    name="hmr_ros",
+    version="0.1.0",
+    description="ROS 2 node for occlusion-robust 3D human mesh recovery (VisHMR and friends)",
+    packages=find_packages(include=["hmr_ros", "hmr_ros.*"]),
+    ext_modules=[ext],
+    cmdclass={"build_ext": BuildExtWithCuda},
+    python_requires=">=3.10",
+    install_requires=["numpy>=1.24", "scipy>=1.10", "torch>=2.1"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6", "smplx>=0.1.28"],
+        "smpl": ["smplx>=0.1.28"],
+    },
+    entry_points={"console_scripts": ["hmr-ros = hmr_ros.cli:main"]},
+    data_files=[("share/ament_index/resource_index/packages", ["resource/hmr_ros"]),
+                ("share/hmr_ros", ["package.xml"])],
+    zip_safe=False,
+)
