@@ -392,7 +392,7 @@ def test_wrong_shapes_name_the_argument():
                                             r"got \(3, 24, 3, 3\)"):
         K.lbs(betas, np.concatenate([R, R[:1]]), vt, sd, pd, jr, PARENTS, w)
     with pytest.raises(K.KernelError, match=r"lbs: posedirs must have shape \(P=207, V\*3=60\)"):
-        K.lbs(betas, R, vt, sd, pd[:, :30], jr, PARENTS, w)
+        K.lbs(betas, R, vt, sd, np.ascontiguousarray(pd[:, :30]), jr, PARENTS, w)
     with pytest.raises(K.KernelError, match=r"lbs: weights must have shape"):
         K.lbs(betas, R, vt, sd, pd, jr, PARENTS, w[:, :23])
     with pytest.raises(K.KernelError, match=r"iuv_warp: iuv must have shape \(B=1, 3, H=4, W=4\)"):

@@ -109,6 +109,35 @@ void convert_half_tile(const uint16_t* src, int64_t ld, int P, int ncols, float*
   }
 }
 
+
+// Streaming pose blend for small batches (GEMV-like, memory bound): every row of posedirs is
+// read once, front to back, over the caller's column range, which keeps the hardware
+// prefetcher busy; acc[b] (ncols floats each) stays in L2.
+void blend_rows_streaming(int nb, const float* const* feat, int P, const void* rows, bool half,
+                          int64_t ld, int64_t c0, int64_t ncols, float* const* acc) {
+  constexpr int64_t kChunk = 2048;
+  float buf[kChunk];
+  for (int p = 0; p < P; ++p) {
+    for (int64_t s = 0; s < ncols; s += kChunk) {
+      const int64_t n = std::min(kChunk, ncols - s);
+      const float* r;
+      if (half) {
+        convert_half_tile(static_cast<const uint16_t*>(rows) + (int64_t)p * ld + c0 + s, 0, 1,
+                          (int)n, buf);
+        r = buf;
+      } else {
+        r = static_cast<const float*>(rows) + (int64_t)p * ld + c0 + s;
+      }
+      for (int b = 0; b < nb; ++b) {
+        const float f = feat[b][p];
+        if (f == 0.0f) continue;  // rest-pose joints contribute nothing
+        float* a = acc[b] + s;
+        for (int64_t c = 0; c < n; ++c) a[c] += f * r[c];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // Nonzero entries of a row-major (rows x cols) matrix, row by row (CSR without the values'
@@ -175,7 +204,48 @@ void lbs(const LbsParams& p) {
                     p.joints + (int64_t)b * J * 3);
   }
 
-  // 4. Per tile of vertices: shape and pose blend shapes (GEMM), then sparse skinning.
+  // 4. Blend shapes, then sparse skinning. Small batches stream posedirs once (memory bound);
+  //    larger ones run a register-blocked GEMM per tile of vertices (compute bound).
+  const float* const transforms_ptr = transforms.data();
+  auto skin_range = [&](int b, int v0, int nv, const float* x_tile) {
+    const float* A = transforms_ptr + (int64_t)b * J * 12;
+    float* out = p.vertices + b * V3 + (int64_t)v0 * 3;
+    for (int v = 0; v < nv; ++v) {
+      float T[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      for (int e = skin.start[v0 + v]; e < skin.start[v0 + v + 1]; ++e) {
+        const float wj = skin.value[e];
+        const float* Aj = A + 12 * skin.index[e];
+        for (int k = 0; k < 12; ++k) T[k] += wj * Aj[k];
+      }
+      const float* x = x_tile + 3 * v;
+      for (int r = 0; r < 3; ++r)
+        out[3 * v + r] = T[4 * r] * x[0] + T[4 * r + 1] * x[1] + T[4 * r + 2] * x[2] + T[4 * r + 3];
+    }
+  };
+
+  if (B <= kBatchBlock) {
+#pragma omp parallel
+    {
+      const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+      const int v0 = (int)((int64_t)V * id / nt), v1 = (int)((int64_t)V * (id + 1) / nt);
+      const int64_t c0 = (int64_t)v0 * 3, ncols = (int64_t)(v1 - v0) * 3;
+      std::vector<float> buf((size_t)B * ncols);
+      const float* pf[kBatchBlock];
+      const float* beta[kBatchBlock];
+      float* a[kBatchBlock];
+      for (int b = 0; b < B; ++b) {
+        pf[b] = pose_feat.data() + (int64_t)b * P;
+        beta[b] = p.betas + (int64_t)b * NB;
+        a[b] = buf.data() + (size_t)b * ncols;
+        std::memcpy(a[b], p.v_template + c0, sizeof(float) * ncols);
+      }
+      blend_rows_streaming(B, beta, NB, shape_rows.data(), false, V3, c0, ncols, a);
+      blend_rows_streaming(B, pf, P, p.posedirs, p.posedirs_fp16, V3, c0, ncols, a);
+      for (int b = 0; b < B; ++b) skin_range(b, v0, v1 - v0, a[b]);
+    }
+    return;
+  }
+
   const int num_tiles = (V + kTileVerts - 1) / kTileVerts;
 #pragma omp parallel
   {
@@ -211,21 +281,7 @@ void lbs(const LbsParams& p) {
         }
         pose_blend_dispatch(nb, beta, NB, shape_rows.data() + c0, V3, ncols, a);
         pose_blend_dispatch(nb, pf, P, rows, ld, ncols, a);
-        for (int i = 0; i < nb; ++i) {
-          const float* A = transforms.data() + (int64_t)(b0 + i) * J * 12;
-          float* out = p.vertices + (b0 + i) * V3 + c0;
-          for (int v = 0; v < nv; ++v) {
-            float T[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-            for (int e = skin.start[v0 + v]; e < skin.start[v0 + v + 1]; ++e) {
-              const float wj = skin.value[e];
-              const float* Aj = A + 12 * skin.index[e];
-              for (int k = 0; k < 12; ++k) T[k] += wj * Aj[k];
-            }
-            const float* x = acc[i] + 3 * v;
-            for (int r = 0; r < 3; ++r)
-              out[3 * v + r] = T[4 * r] * x[0] + T[4 * r + 1] * x[1] + T[4 * r + 2] * x[2] + T[4 * r + 3];
-          }
-        }
+        for (int i = 0; i < nb; ++i) skin_range(b0 + i, v0, nv, acc[i]);
       }
     }
   }

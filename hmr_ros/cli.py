@@ -1,0 +1,127 @@
+"""``hmr-ros``: the package's command line.
+
+Subcommands are grouped (``hmr-ros body export``); each is one function taking the parsed
+arguments plus one function adding its options, registered in ``COMMANDS``. To add a command,
+write the two functions and add a row; ``build_parser`` does the rest. Heavy modules are imported
+inside the commands so ``hmr-ros --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+AddArguments = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+
+
+def _add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default="procedural",
+        help="'procedural' (default) or the path of an SMPL .npz/.pkl file",
+    )
+
+
+def _body_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="output mesh, .obj or .ply")
+    _add_model_argument(parser)
+    parser.add_argument(
+        "--betas", default="", help="comma-separated shape coefficients b0,b1,... (missing = 0)"
+    )
+    parser.add_argument(
+        "--pose", choices=("rest", "random"), default="rest",
+        help="rest = T-pose; random = small random rotation per joint (N(0, 0.3 rad))",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed for --pose random")
+    parser.add_argument(
+        "--part-colors", action="store_true", help="colour vertices by body part"
+    )
+
+
+def _body_export(args: argparse.Namespace) -> int:
+    """Pose a body with the NumPy reference LBS and write it as a mesh."""
+    from .body import NUM_BETAS, NUM_JOINTS, axis_angle_to_matrix, load_body_model, part_colors
+    from .body import pose_body, save_mesh
+
+    model = load_body_model(args.model)
+    betas = np.zeros((1, NUM_BETAS))
+    values = _parse_floats(args.betas, "--betas")
+    if len(values) > NUM_BETAS:
+        raise ValueError(f"--betas takes at most {NUM_BETAS} values, got {len(values)}")
+    betas[0, : len(values)] = values
+    axis_angle = np.zeros((1, NUM_JOINTS, 3))
+    if args.pose == "random":
+        axis_angle = np.random.default_rng(args.seed).normal(0.0, 0.3, axis_angle.shape)
+        axis_angle[:, 0] = 0.0  # keep the body upright: no random global orientation
+    vertices, _ = pose_body(model, betas, axis_angle_to_matrix(axis_angle))
+    colors = part_colors(model.part) if args.part_colors else None
+    path = save_mesh(args.out, vertices[0], model.faces, colors)
+    print(f"wrote {path} ({model.num_vertices} vertices, {model.num_faces} faces)")
+    return 0
+
+
+def _body_info(args: argparse.Namespace) -> int:
+    """Print a body model's sizes and rest-pose extent."""
+    from .body import load_body_model
+
+    model = load_body_model(args.model)
+    extent = np.ptp(model.v_template, axis=0)
+    print(f"model:    {model.name}")
+    print(f"vertices: {model.num_vertices}")
+    print(f"faces:    {model.num_faces}")
+    print(f"joints:   {model.j_regressor.shape[0]}")
+    print(f"betas:    {model.shapedirs.shape[-1]}")
+    print(f"extent:   {extent[0]:.3f} x {extent[1]:.3f} x {extent[2]:.3f} m (x, y, z)")
+    print(f"parts:    {np.bincount(model.part, minlength=24).tolist()} vertices each")
+    return 0
+
+
+#: group -> subcommand -> (help, add arguments, run)
+COMMANDS: Dict[str, Dict[str, Tuple[str, AddArguments, Run]]] = {
+    "body": {
+        "export": ("pose a body model and write it as .obj/.ply", _body_export_arguments,
+                   _body_export),
+        "info": ("print a body model's sizes", _add_model_argument, _body_info),
+    },
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hmr-ros", description=__doc__.splitlines()[0])
+    groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
+    for group, commands in COMMANDS.items():
+        group_parser = groups.add_parser(group, help=f"{group} commands")
+        subs = group_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        for name, (text, add_arguments, run) in commands.items():
+            sub = subs.add_parser(name, help=text, description=text)
+            add_arguments(sub)
+            sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``hmr-ros`` (and ``python -m hmr_ros.cli``); returns the exit status."""
+    from .body.errors import BodyModelError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (BodyModelError, ValueError, OSError) as exc:
+        print(f"hmr-ros {args.group} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parse_floats(text: str, option: str) -> List[float]:
+    try:
+        return [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ValueError(f"{option} expects comma-separated numbers, got {text!r}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
