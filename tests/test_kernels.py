@@ -394,7 +394,7 @@ def test_wrong_shapes_name_the_argument():
     with pytest.raises(K.KernelError, match=r"lbs: posedirs must have shape \(P=207, V\*3=60\)"):
         K.lbs(betas, R, vt, sd, np.ascontiguousarray(pd[:, :30]), jr, PARENTS, w)
     with pytest.raises(K.KernelError, match=r"lbs: weights must have shape"):
-        K.lbs(betas, R, vt, sd, pd, jr, PARENTS, w[:, :23])
+        K.lbs(betas, R, vt, sd, pd, jr, PARENTS, np.ascontiguousarray(w[:, :23]))
     with pytest.raises(K.KernelError, match=r"iuv_warp: iuv must have shape \(B=1, 3, H=4, W=4\)"):
         K.iuv_warp(np.zeros((1, 2, 4, 4), np.float32), np.zeros((1, 2, 4, 4), np.float32), 8)
     with pytest.raises(K.KernelError, match=r"matrix_to_quaternion: input must have shape"):
