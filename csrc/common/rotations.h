@@ -137,15 +137,18 @@ HMR_HD void quat_to_aa(Quat<T> q, T* aa) {
   aa[0] = q.x * k; aa[1] = q.y * k; aa[2] = q.z * k;
 }
 
-// Gram-Schmidt on the two stored columns.
+// Gram-Schmidt on the two stored columns; norms floored at 1e-12 (as torch's F.normalize), so
+// a degenerate input gives zero columns instead of NaN.
 template <typename T>
 HMR_HD Mat3<T> rot6d_to_mat(const T* d) {
   T a1[3] = {d[0], d[1], d[2]}, a2[3] = {d[3], d[4], d[5]};
   T n1 = sqrt(a1[0] * a1[0] + a1[1] * a1[1] + a1[2] * a1[2]);
+  n1 = n1 > T(1e-12) ? n1 : T(1e-12);
   T b1[3] = {a1[0] / n1, a1[1] / n1, a1[2] / n1};
   T dp = b1[0] * a2[0] + b1[1] * a2[1] + b1[2] * a2[2];
   T u[3] = {a2[0] - dp * b1[0], a2[1] - dp * b1[1], a2[2] - dp * b1[2]};
   T n2 = sqrt(u[0] * u[0] + u[1] * u[1] + u[2] * u[2]);
+  n2 = n2 > T(1e-12) ? n2 : T(1e-12);
   T b2[3] = {u[0] / n2, u[1] / n2, u[2] / n2};
   T b3[3] = {b1[1] * b2[2] - b1[2] * b2[1], b1[2] * b2[0] - b1[0] * b2[2],
              b1[0] * b2[1] - b1[1] * b2[0]};
