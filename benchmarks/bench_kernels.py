@@ -50,10 +50,15 @@ def compare(name, baseline, ours, n, rounds=5, target=None):
 def bench_lbs(torch, smplx_lbs, K, body, label, quick):
     print(f"\n-- LBS on {label} (V={body['v_template'].shape[0]}) vs smplx.lbs --")
     par = body["parents"]
-    tb = {k: torch.from_numpy(v) for k, v in body.items()}
+    tb = {k: torch.tensor(v) for k, v in body.items()}
     rng = np.random.default_rng(0)
     from hmr_ros.kernels import torch_ops
 
+    prepared = {dt: K.LbsModel(body["v_template"], body["shapedirs"],
+                               body["posedirs"].astype(dt), body["j_regressor"], par,
+                               body["weights"]) for dt in (np.float32, np.float16)}
+    print(f"prepared model keeps {prepared[np.float32].packed_fraction:.1%} of the blend-shape "
+          "rows (all-zero tile rows dropped)")
     for B, target in ((1, 2.0), (64, 8.0)):
         betas = rng.normal(size=(B, 10)).astype(np.float32)
         R = torch_ops.axis_angle_to_matrix(torch.from_numpy(rng.normal(size=(B, 24, 3)) * 0.4)).float()
@@ -70,9 +75,14 @@ def bench_lbs(torch, smplx_lbs, K, body, label, quick):
                   body["weights"])
 
         n = 3 if quick else (30 if B == 1 else 5)
-        compare(f"lbs B={B}", base, ours, n, target=target)
+        compare(f"lbs() one-shot B={B}", base, ours, n, target=target)
         pd16 = body["posedirs"].astype(np.float16)
-        compare(f"lbs B={B} (fp16 posedirs)", base, lambda: ours(pd16), n, target=target)
+        compare(f"lbs() one-shot B={B}, fp16 posedirs", base, lambda: ours(pd16), n,
+                target=target)
+        for dtype in (np.float32, np.float16):
+            model = prepared[dtype]
+            compare(f"LbsModel B={B}, {np.dtype(dtype).name} posedirs", base,
+                    lambda: model(betas, Rn), n, target=target)
 
 
 def bench_slerp(torch, K, quick):

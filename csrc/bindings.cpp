@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu/lbs_model.h"
 #include "cpu/ops.h"
 #if defined(HMR_ROS_WITH_CUDA)
 #include "cuda/ops.h"
@@ -100,6 +101,27 @@ PYBIND11_MODULE(_C, m) {
                                         posedirs, posedirs_fp16, j_regressor, parents, weights,
                                         vertices, joints));
         }, "Batched linear blend skinning (smplx.lbs semantics).", nogil);
+
+  py::class_<hmr::cpu::LbsModel>(m, "CpuLbsModel",
+                                 "Body model prepared for repeated LBS (copies the data).")
+      .def(py::init([](int V, int J, int NB, uintptr_t v_template, uintptr_t shapedirs,
+                       uintptr_t posedirs, bool posedirs_fp16, uintptr_t j_regressor,
+                       uintptr_t parents, uintptr_t weights) {
+             if (J < 1 || J > hmr::kMaxJoints)
+               throw std::invalid_argument("LbsModel: number of joints must be in [1, 64]");
+             return new hmr::cpu::LbsModel(V, J, NB, ptr<const float>(v_template),
+                                           ptr<const float>(shapedirs), ptr<const void>(posedirs),
+                                           posedirs_fp16, ptr<const float>(j_regressor),
+                                           ptr<const int64_t>(parents), ptr<const float>(weights));
+           }), nogil)
+      .def("forward",
+           [](const hmr::cpu::LbsModel& self, int B, uintptr_t betas, uintptr_t rotmats,
+              uintptr_t vertices, uintptr_t joints) {
+             self.forward(B, ptr<const float>(betas), ptr<const float>(rotmats), ptr<float>(vertices),
+                          ptr<float>(joints));
+           }, nogil)
+      .def_property_readonly("stored_rows", &hmr::cpu::LbsModel::stored_rows)
+      .def_property_readonly("dense_rows", &hmr::cpu::LbsModel::dense_rows);
 
   m.def("cpu_iuv_warp",
         [](int B, int C, int H, int W, int S, float fg_threshold, uintptr_t features,

@@ -63,7 +63,7 @@ def test_warp_and_visibility_parity(body):
     np.testing.assert_allclose(got, want, atol=1e-5)
     part_map = body.atlas_part_map(32)
     vis = K.part_visibility(np.ascontiguousarray(got[:, -1]), part_map)
-    t_vis = T.part_visibility(torch.from_numpy(want[:, -1]), torch.from_numpy(part_map))
+    t_vis = T.part_visibility(torch.from_numpy(want[:, -1]), torch.tensor(part_map))
     np.testing.assert_allclose(vis, t_vis.numpy(), atol=1e-6)
     assert (vis > 0).any()  # the random IUV map does land on the charts
 

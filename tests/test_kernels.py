@@ -304,6 +304,52 @@ def test_lbs_on_the_procedural_body(dev):
     np.testing.assert_allclose(dev.get(joints), want_j, atol=2e-5)
 
 
+@pytest.mark.parametrize("posedirs_dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("B", [0, 1, 4, 5, 37])
+def test_prepared_lbs_model_matches_oracle(dev, B, posedirs_dtype):
+    rng = np.random.default_rng(B)
+    vt, sd, pd, jr, w = random_body(rng, 333)
+    pd[:, :96 * 2] = 0.0  # two all-zero tiles: dropped rows must not change the result
+    pd[:45] = 0.0  # and five joints' rows everywhere
+    pd = pd.astype(posedirs_dtype)
+    model = K.LbsModel(vt, sd, pd, jr, PARENTS, w)
+    assert 0.0 < model.packed_fraction < 1.0
+    betas = rng.normal(size=(B, 10)).astype(np.float32)
+    R = random_rotations(rng, (B, 24), max_angle=1.5).astype(np.float32)
+    verts, joints = model(dev.put(betas), dev.put(R))
+    want_v, want_j = O.lbs(betas, R, vt, sd, pd.astype(np.float64), jr, PARENTS, w)
+    np.testing.assert_allclose(dev.get(verts), want_v, atol=2e-5)
+    np.testing.assert_allclose(dev.get(joints), want_j, atol=2e-5)
+
+
+def test_prepared_lbs_model_on_the_procedural_body_drops_zero_rows():
+    from hmr_ros.body import procedural_body
+
+    body = procedural_body()
+    model = K.LbsModel.from_body(body, posedirs_dtype=np.float16)
+    assert model.packed_fraction < 0.2  # joint-local correctives: most tile rows are zero
+    rng = np.random.default_rng(4)
+    betas = rng.normal(size=(6, 10)).astype(np.float32)
+    R = random_rotations(rng, (6, 24), max_angle=0.8).astype(np.float32)
+    got_v, got_j = model(betas, R)
+    want_v, want_j = K.lbs(betas, R, body.v_template, body.shapedirs, body.posedirs,
+                           body.j_regressor, body.parents, body.weights)
+    np.testing.assert_allclose(got_v, want_v, atol=1e-4)  # fp16 posedirs vs fp32
+    np.testing.assert_allclose(got_j, want_j, atol=1e-6)
+
+
+def test_prepared_lbs_model_checks_its_inputs():
+    rng = np.random.default_rng(0)
+    vt, sd, pd, jr, w = random_body(rng, 40)
+    with pytest.raises(K.KernelError, match=r"LbsModel: posedirs must have shape"):
+        K.LbsModel(vt, sd, np.ascontiguousarray(pd[:200]), jr, PARENTS, w)
+    model = K.LbsModel(vt, sd, pd, jr, PARENTS, w)
+    with pytest.raises(K.KernelError, match=r"LbsModel: betas must have shape \(B, NB=10\)"):
+        model(np.zeros((2, 9), np.float32), np.zeros((2, 24, 3, 3), np.float32))
+    with pytest.raises(K.KernelError, match=r"LbsModel: rotmats must have shape \(B=2, J=24"):
+        model(np.zeros((2, 10), np.float32), np.zeros((2, 23, 3, 3), np.float32))
+
+
 def test_lbs_nan_rotation_propagates_only_where_it_acts():
     rng = np.random.default_rng(0)
     vt, sd, pd, jr, w = random_body(rng, 200)

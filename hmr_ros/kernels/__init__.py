@@ -20,11 +20,12 @@ from .rotations import (
     quaternion_to_matrix,
     rot6d_to_matrix,
 )
-from .skinning import lbs
+from .skinning import LbsModel, lbs
 from .uv import iuv_warp, part_visibility
 
 __all__ = [
     "KernelError",
+    "LbsModel",
     "axis_angle_to_matrix",
     "axis_angle_to_quaternion",
     "cuda_available",
