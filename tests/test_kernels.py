@@ -344,7 +344,7 @@ def test_prepared_lbs_model_checks_its_inputs():
     with pytest.raises(K.KernelError, match=r"LbsModel: posedirs must have shape"):
         K.LbsModel(vt, sd, np.ascontiguousarray(pd[:200]), jr, PARENTS, w)
     model = K.LbsModel(vt, sd, pd, jr, PARENTS, w)
-    with pytest.raises(K.KernelError, match=r"LbsModel: betas must have shape \(B, NB=10\)"):
+    with pytest.raises(K.KernelError, match=r"LbsModel: betas must have shape \(B=2, NB=10\), got \(2, 9\)"):
         model(np.zeros((2, 9), np.float32), np.zeros((2, 24, 3, 3), np.float32))
     with pytest.raises(K.KernelError, match=r"LbsModel: rotmats must have shape \(B=2, J=24"):
         model(np.zeros((2, 10), np.float32), np.zeros((2, 23, 3, 3), np.float32))
