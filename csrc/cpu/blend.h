@@ -146,12 +146,16 @@ struct Sparse {
   std::vector<int32_t> start, index;
   std::vector<float> value;
   Sparse(const float* m, int rows, int cols) : start(rows + 1, 0) {
+    int64_t nnz = 0;  // two passes: exact allocation, no regrowth on dense inputs
+    for (int64_t i = 0; i < (int64_t)rows * cols; ++i) nnz += m[i] != 0.0f;
+    index.resize(nnz);
+    value.resize(nnz);
+    int32_t k = 0;
     for (int r = 0; r < rows; ++r) {
-      for (int c = 0; c < cols; ++c) {
-        const float x = m[(int64_t)r * cols + c];
-        if (x != 0.0f) { index.push_back(c); value.push_back(x); }
-      }
-      start[r + 1] = (int32_t)index.size();
+      const float* row = m + (int64_t)r * cols;
+      for (int c = 0; c < cols; ++c)
+        if (row[c] != 0.0f) { index[k] = c; value[k] = row[c]; ++k; }
+      start[r + 1] = k;
     }
   }
 };
