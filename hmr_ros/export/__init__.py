@@ -1,0 +1,10 @@
+"""Model export: ONNX stage graphs, their manifest, and the TensorRT compatibility check."""
+
+from .errors import ExportError
+from .manifest import MANIFEST_NAME, Manifest, StageSpec, TensorSpec
+from .onnx_export import export_vishmr
+from .trt_support import OPSET_RANGE, SUPPORTED_OPS, TENSORRT_VERSION, check_tensorrt_compat
+
+__all__ = ["ExportError", "MANIFEST_NAME", "Manifest", "OPSET_RANGE", "SUPPORTED_OPS",
+           "StageSpec", "TENSORRT_VERSION", "TensorSpec", "check_tensorrt_compat",
+           "export_vishmr"]

@@ -1,0 +1,128 @@
+"""Export VisHMR as deployable stage graphs (paper 000 split for TensorRT / ONNX Runtime).
+
+Stage A: image crop -> backbone features, IUV, pooled feature. Stage B: UV features (+ pooled
+feature, + z noise as an input) -> visible rotations, visibility, K hypotheses with their
+log-likelihoods, betas, camera. Warping, matching, slerp and LBS run as compiled kernels between
+and after the stages (hmr_ros.kernels), never inside the graphs. The flow's inverse is exported
+with precomputed inverse matrices, since triangular solves do not export.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Union
+
+from .errors import ExportError
+from .manifest import Manifest, StageSpec, TensorSpec, sha256_of
+from .trt_support import check_tensorrt_compat
+
+STAGE_A_INPUTS = ("images",)
+STAGE_A_OUTPUTS = ("features", "iuv", "pooled")
+STAGE_B_INPUTS = ("uv_features", "pooled", "z")
+STAGE_B_OUTPUTS = ("abs_vis", "omega", "hyp_rel", "hyp_loglik", "betas", "cam")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _stage_modules(model):
+    import torch
+
+    class StageA(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, images):
+            return self.m.stage_a(images)
+
+    class StageB(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, uv_features, pooled, z):
+            out = self.m.stage_b(uv_features, pooled, z)
+            return tuple(out[k] for k in STAGE_B_OUTPUTS)
+
+    return StageA(model), StageB(model)
+
+
+def _export_one(module, args, path: Path, inputs, outputs, opset: int) -> None:
+    import torch
+
+    dynamic = {name: {0: "batch"} for name in (*inputs, *outputs)}
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter is deliberate: it needs no onnxscript and produces
+        # plain opset-17 graphs that TensorRT's parser reads.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset,
+                          input_names=list(inputs), output_names=list(outputs),
+                          dynamic_axes=dynamic, do_constant_folding=True)
+
+
+def _specs(session_io, names) -> tuple:
+    by_name = {t.name: t for t in session_io}
+    return tuple(TensorSpec(n, tuple(d if isinstance(d, int) else "batch"
+                                     for d in by_name[n].shape), "float32") for n in names)
+
+
+def export_vishmr(model, out_dir: Union[str, Path], opset: int = 17,
+                  check_tensorrt: bool = True, body_name: str = "procedural") -> Manifest:
+    """Writes ``stage_a.onnx``, ``stage_b.onnx`` and ``manifest.json`` into ``out_dir``.
+
+    The model is put in eval mode with its flow inverse frozen. Raises :class:`ExportError`
+    when a graph uses an op TensorRT's parser lacks (``check_tensorrt=False`` to skip).
+    """
+    import onnxruntime as ort
+    import torch
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    model = model.eval()
+    model.freeze_for_export()
+    stage_a, stage_b = _stage_modules(model)
+    crop = cfg.crop_size
+    with torch.no_grad():
+        images = torch.zeros(2, 3, crop, crop)
+        features, iuv, pooled = model.stage_a(images)
+        from hmr_ros.kernels import torch_ops
+
+        uv = torch_ops.iuv_warp(features, iuv, cfg.atlas_size, cfg.fg_threshold)
+        z = torch.zeros(2, cfg.num_hypotheses, model.pose_dim)
+        _export_one(stage_a, (images,), out / "stage_a.onnx", STAGE_A_INPUTS, STAGE_A_OUTPUTS,
+                    opset)
+        _export_one(stage_b, (uv, pooled, z), out / "stage_b.onnx", STAGE_B_INPUTS,
+                    STAGE_B_OUTPUTS, opset)
+    stages = {}
+    for name, inputs, outputs in (("stage_a", STAGE_A_INPUTS, STAGE_A_OUTPUTS),
+                                  ("stage_b", STAGE_B_INPUTS, STAGE_B_OUTPUTS)):
+        path = out / f"{name}.onnx"
+        if check_tensorrt:
+            problems = check_tensorrt_compat(path)
+            if problems:
+                raise ExportError(f"{path}: not buildable by TensorRT: "
+                                  + "; ".join(map(str, problems)))
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        stages[name] = StageSpec(file=path.name, sha256=sha256_of(path),
+                                 inputs=_specs(sess.get_inputs(), inputs),
+                                 outputs=_specs(sess.get_outputs(), outputs))
+    body = model.body_info() if hasattr(model, "body_info") else {}
+    manifest = Manifest(
+        model="vishmr",
+        stages=stages,
+        preprocessing={"crop_size": crop, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                       "channel_order": "RGB", "layout": "NCHW", "scale": 1.0 / 255.0},
+        body={"name": body_name, **body},
+        heads={"num_hypotheses": cfg.num_hypotheses, "pose_dim": model.pose_dim,
+               "atlas_size": cfg.atlas_size, "fg_threshold": cfg.fg_threshold,
+               "feature_channels": int(features.shape[1]), "pooled_channels": int(pooled.shape[1]),
+               "feature_size": int(features.shape[-1])},
+        config=asdict(cfg),
+        opset=opset,
+    )
+    manifest.save(out)
+    return manifest
