@@ -81,8 +81,40 @@ def _body_info(args: argparse.Namespace) -> int:
     return 0
 
 
-#: group -> subcommand -> (help, add arguments, run)
-COMMANDS: Dict[str, Dict[str, Tuple[str, AddArguments, Run]]] = {
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", choices=("vishmr",), default="vishmr",
+                        help="architecture of the checkpoint (default vishmr)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="training checkpoint (.pt) written by hmr_ros (config + weights)")
+    parser.add_argument("--out", required=True, help="output directory for the stage graphs")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
+    parser.add_argument("--skip-tensorrt-check", action="store_true",
+                        help="write graphs even if TensorRT's ONNX parser would reject them")
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Export a checkpoint as ONNX stage graphs plus manifest.json."""
+    from .export import TENSORRT_VERSION, export_vishmr
+    from .models.checkpoint import load_checkpoint
+
+    if args.opset < 17:
+        raise ValueError(f"--opset must be >= 17, got {args.opset}")
+    model = load_checkpoint(args.checkpoint)
+    manifest = export_vishmr(model, args.out, opset=args.opset,
+                             check_tensorrt=not args.skip_tensorrt_check)
+    for name, stage in manifest.stages.items():
+        ins = ", ".join(f"{t.name}{list(t.shape)}" for t in stage.inputs)
+        outs = ", ".join(f"{t.name}{list(t.shape)}" for t in stage.outputs)
+        print(f"{name}: {stage.file}  in: {ins}  out: {outs}")
+    check = "skipped" if args.skip_tensorrt_check else f"passed (TensorRT {TENSORRT_VERSION} ops)"
+    print(f"wrote {args.out}/manifest.json; TensorRT op check {check}")
+    return 0
+
+
+#: group -> subcommand -> (help, add arguments, run); or a top-level command -> (help, add, run)
+COMMANDS: Dict[str, object] = {
+    "export": ("export a trained model as ONNX stage graphs + manifest", _export_arguments,
+               _export),
     "body": {
         "export": ("pose a body model and write it as .obj/.ply", _body_export_arguments,
                    _body_export),
@@ -93,8 +125,14 @@ COMMANDS: Dict[str, Dict[str, Tuple[str, AddArguments, Run]]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hmr-ros", description=__doc__.splitlines()[0])
-    groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     for group, commands in COMMANDS.items():
+        if isinstance(commands, tuple):  # a top-level command
+            text, add_arguments, run = commands
+            sub = groups.add_parser(group, help=text, description=text)
+            add_arguments(sub)
+            sub.set_defaults(run=run, command="")
+            continue
         group_parser = groups.add_parser(group, help=f"{group} commands")
         subs = group_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
         for name, (text, add_arguments, run) in commands.items():
@@ -107,12 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``hmr-ros`` (and ``python -m hmr_ros.cli``); returns the exit status."""
     from .body.errors import BodyModelError
+    from .export.errors import ExportError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (BodyModelError, ValueError, OSError) as exc:
-        print(f"hmr-ros {args.group} {args.command}: error: {exc}", file=sys.stderr)
+    except (BodyModelError, ExportError, ValueError, OSError) as exc:
+        name = f"{args.group} {args.command}".strip()
+        print(f"hmr-ros {name}: error: {exc}", file=sys.stderr)
         return 1
 
 
