@@ -19,15 +19,13 @@ from .manifest import Manifest, StageSpec, TensorSpec, sha256_of
 from .trt_support import check_tensorrt_compat
 
 STAGE_A_INPUTS = ("images",)
-STAGE_A_OUTPUTS = ("features", "iuv", "pooled")
 STAGE_B_INPUTS = ("uv_features", "pooled", "z")
-STAGE_B_OUTPUTS = ("abs_vis", "omega", "hyp_rel", "hyp_loglik", "betas", "cam")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _stage_modules(model):
     import torch
+
+    from hmr_ros.models import STAGE_B_OUTPUTS
 
     class StageA(torch.nn.Module):
         def __init__(self, m):
@@ -46,7 +44,9 @@ def _stage_modules(model):
             out = self.m.stage_b(uv_features, pooled, z)
             return tuple(out[k] for k in STAGE_B_OUTPUTS)
 
-    return StageA(model), StageB(model)
+    # eval(): the exporter restores each wrapper's mode on everything inside it afterwards, and
+    # training mode would switch BatchNorm to batch statistics and drop the frozen flow inverse.
+    return StageA(model).eval(), StageB(model).eval()
 
 
 def _export_one(module, args, path: Path, inputs, outputs, opset: int) -> None:
@@ -79,20 +79,20 @@ def export_vishmr(model, out_dir: Union[str, Path], opset: int = 17,
     import onnxruntime as ort
     import torch
 
+    from hmr_ros.kernels import torch_ops
+    from hmr_ros.models import IMAGE_MEAN, IMAGE_STD, POSE_DIM, STAGE_A_OUTPUTS, STAGE_B_OUTPUTS
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = model.config
-    model = model.eval()
     model.freeze_for_export()
     stage_a, stage_b = _stage_modules(model)
     crop = cfg.crop_size
     with torch.no_grad():
         images = torch.zeros(2, 3, crop, crop)
         features, iuv, pooled = model.stage_a(images)
-        from hmr_ros.kernels import torch_ops
-
-        uv = torch_ops.iuv_warp(features, iuv, cfg.atlas_size, cfg.fg_threshold)
-        z = torch.zeros(2, cfg.num_hypotheses, model.pose_dim)
+        uv = torch_ops.iuv_warp(features, iuv, cfg.uv_size, cfg.fg_threshold)
+        z = torch.zeros(2, cfg.num_hypotheses, POSE_DIM)
         _export_one(stage_a, (images,), out / "stage_a.onnx", STAGE_A_INPUTS, STAGE_A_OUTPUTS,
                     opset)
         _export_one(stage_b, (uv, pooled, z), out / "stage_b.onnx", STAGE_B_INPUTS,
@@ -110,15 +110,17 @@ def export_vishmr(model, out_dir: Union[str, Path], opset: int = 17,
         stages[name] = StageSpec(file=path.name, sha256=sha256_of(path),
                                  inputs=_specs(sess.get_inputs(), inputs),
                                  outputs=_specs(sess.get_outputs(), outputs))
-    body = model.body_info() if hasattr(model, "body_info") else {}
+    v_template = model.body.v_template
     manifest = Manifest(
         model="vishmr",
         stages=stages,
-        preprocessing={"crop_size": crop, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+        preprocessing={"crop_size": crop, "mean": list(IMAGE_MEAN), "std": list(IMAGE_STD),
                        "channel_order": "RGB", "layout": "NCHW", "scale": 1.0 / 255.0},
-        body={"name": body_name, **body},
-        heads={"num_hypotheses": cfg.num_hypotheses, "pose_dim": model.pose_dim,
-               "atlas_size": cfg.atlas_size, "fg_threshold": cfg.fg_threshold,
+        body={"name": getattr(model, "body_name", body_name),
+              "num_vertices": int(v_template.shape[0]), "num_joints": 24,
+              "num_betas": int(model.body.shapedirs.shape[-1])},
+        heads={"num_hypotheses": cfg.num_hypotheses, "pose_dim": POSE_DIM,
+               "atlas_size": cfg.uv_size, "fg_threshold": cfg.fg_threshold,
                "feature_channels": int(features.shape[1]), "pooled_channels": int(pooled.shape[1]),
                "feature_size": int(features.shape[-1])},
         config=asdict(cfg),

@@ -1,0 +1,141 @@
+"""VisHMR's heads: IUV (dense correspondence), visible parts (cross-attention), shape + camera.
+
+Each head is one job of the paper's Fig. 2; they hold no body-model or merge logic (see
+``vishmr.py``), so each can be tested and exported on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor, nn
+
+from hmr_ros.body.constants import NUM_BETAS, NUM_JOINTS
+
+__all__ = ["IUVHead", "VisibleHead", "ShapeCameraHead", "PartLinear", "IDENTITY_6D"]
+
+#: 6D of the identity rotation in our layout (first two columns: (1,0,0), (0,1,0)).
+IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+class IUVHead(nn.Module):
+    """SimpleBaseline deconvs from stride 32 to stride 4, then a 1x1 conv to sigmoid IUV.
+
+    Returns ``F_img`` (B x C x H/4 x W/4, the features the visible branch warps to UV space) and
+    ``IUV`` (B x 3 x H/4 x W/4): I = foreground probability, U, V in [0, 1] of the body's atlas.
+    """
+
+    def __init__(self, in_channels: int, channels: int = 256, num_deconv: int = 3) -> None:
+        super().__init__()
+        layers = []
+        for k in range(num_deconv):
+            layers += [
+                nn.ConvTranspose2d(in_channels if k == 0 else channels, channels, kernel_size=4,
+                                   stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+            ]
+        self.deconv = nn.Sequential(*layers)
+        self.out = nn.Conv2d(channels, 3, kernel_size=1)
+
+    def forward(self, layer4: Tensor) -> Tuple[Tensor, Tensor]:
+        features = self.deconv(layer4)
+        return features, torch.sigmoid(self.out(features))
+
+
+class PartLinear(nn.Module):
+    """One linear map per body part: B x J x D_in -> B x J x D_out (weights J x D_in x D_out).
+
+    Parts have different rotation statistics; separate output layers cost almost nothing.
+    """
+
+    def __init__(self, num_parts: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_parts, in_dim, out_dim) * 0.01)
+        self.bias = nn.Parameter(torch.zeros(num_parts, out_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.einsum("bjd,jdo->bjo", x, self.weight) + self.bias
+
+
+class _CrossAttentionLayer(nn.Module):
+    """Pre-norm transformer decoder layer without self-attention: queries read the tokens."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int = 2) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(),
+                                 nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, queries: Tensor, tokens: Tensor) -> Tensor:
+        kv = self.norm_kv(tokens)
+        queries = queries + self.attn(self.norm_q(queries), kv, kv, need_weights=False)[0]
+        return queries + self.mlp(self.norm_mlp(queries))
+
+
+class VisibleHead(nn.Module):
+    """UV-space features -> per-part absolute rotation (6D) and visibility logit (paper §3.2).
+
+    ``F_UV`` (B x (C+3) x S x S: mean features, mean pixel x/y, occupancy) is reduced by strided
+    convs to D x S/2^n x S/2^n tokens (+ learned positional embedding, since the atlas layout is
+    fixed, position = body part); 24 learned part queries cross-attend to them; a per-part linear
+    layer gives 6D + 1 logit. The 6D output is biased to the identity rotation so an untrained
+    head predicts valid, neutral rotations.
+    """
+
+    def __init__(self, in_channels: int, uv_size: int, dim: int = 128, heads: int = 4,
+                 layers: int = 2, num_downsample: int = 2, num_parts: int = NUM_JOINTS) -> None:
+        super().__init__()
+        convs = []
+        for k in range(num_downsample):
+            convs += [
+                nn.Conv2d(in_channels if k == 0 else dim, dim, kernel_size=3, stride=2,
+                          padding=1, bias=False),
+                nn.BatchNorm2d(dim),
+                nn.ReLU(inplace=True),
+            ]
+        self.reduce = nn.Sequential(*convs)
+        side = uv_size
+        for _ in range(num_downsample):
+            side = (side + 1) // 2
+        self.pos_embed = nn.Parameter(torch.randn(side * side, dim) * 0.02)
+        self.queries = nn.Parameter(torch.randn(num_parts, dim) * 0.02)
+        self.layers = nn.ModuleList(_CrossAttentionLayer(dim, heads) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.out = PartLinear(num_parts, dim, 7)
+        with torch.no_grad():
+            self.out.bias[:, :6] = torch.tensor(IDENTITY_6D)
+
+    def forward(self, uv_features: Tensor) -> Tuple[Tensor, Tensor]:
+        """B x (C+3) x S x S -> (abs 6D B x J x 6, visibility logits B x J)."""
+        tokens = self.reduce(uv_features).flatten(2).transpose(1, 2) + self.pos_embed  # B x N x D
+        queries = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)  # B x J x D
+        for layer in self.layers:
+            queries = layer(queries, tokens)
+        out = self.out(self.norm(queries))  # B x J x 7
+        return out[..., :6], out[..., 6]
+
+
+class ShapeCameraHead(nn.Module):
+    """Pooled context -> β (10) and weak-perspective camera (s, tx, ty) as residuals.
+
+    β is predicted around 0 (the mean body) and the camera around (0.9, 0, 0) (SPIN's mean:
+    the person fills ~90 % of the crop); the last layer starts near zero so the first outputs
+    are those means.
+    """
+
+    def __init__(self, context_dim: int, hidden: int = 256, cam_mean=(0.9, 0.0, 0.0)) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(context_dim, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, NUM_BETAS + 3))
+        nn.init.xavier_uniform_(self.mlp[-1].weight, gain=0.01)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.register_buffer("cam_mean", torch.tensor(cam_mean, dtype=torch.float32))
+
+    def forward(self, context: Tensor) -> Tuple[Tensor, Tensor]:
+        out = self.mlp(context)
+        return out[:, :NUM_BETAS], out[:, NUM_BETAS:] + self.cam_mean

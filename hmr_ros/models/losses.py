@@ -1,0 +1,165 @@
+"""VisHMR training losses (paper eqs. 2-3, plus the usual 3D/2D keypoint and shape terms).
+
+Every term is returned on its own (for logging) together with the weighted ``total``. A term
+whose target is missing from ``targets`` is left out, so datasets with partial labels (2D-only
+images, no IUV renders) train the heads they can.
+
+Terms and their definitions:
+
+* ``iuv_fg``: binary cross-entropy of the predicted I vs the GT foreground (BCE rather than the
+  paper's L2 on this channel: I is a probability, BCE gives it useful gradients when saturated);
+* ``iuv_uv``: L2 of (U, V) on GT-foreground pixels only (U, V are undefined on background);
+* ``abs_pose``: L1 between the visible head's absolute rotation matrices and the GT absolute
+  rotations (eq. 2, "SMPL-abs"), all parts;
+* ``visibility``: L1 between ω and the GT visibility of eq. 1;
+* ``exp_pose``: mean over the K hypotheses of the L1 between their relative rotation matrices and
+  the GT (eq. 3, "SMPL-exp");
+* ``nll``: negative log-likelihood of the GT pose under the flow (eq. 3), per sample;
+* ``joints3d``: L1 of root-relative joints of the merged mesh;
+* ``keypoints2d``: L1 of the weak-perspective projection of the merged joints vs GT keypoints in
+  crop-normalised coordinates ([-1, 1], see ``camera.py``), optionally confidence-weighted;
+* ``betas``: L2 to GT β; ``betas_prior``: ``|β|²`` (keeps shapes plausible when GT is absent).
+
+Targets (dict, all optional): ``iuv`` B x 3 x h x w (at the IUV resolution), ``abs_rotmats`` or
+``rel_rotmats`` B x 24 x 3 x 3 (the other is derived), ``visibility`` B x 24, ``joints3d``
+B x 24 x 3, ``keypoints2d`` B x 24 x 2 (+ ``keypoints2d_conf`` B x 24), ``betas`` B x 10.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hmr_ros.body.constants import NUM_JOINTS, PARENTS
+from hmr_ros.kernels import torch_ops as ops
+
+from .camera import weak_perspective_project
+
+__all__ = ["LossWeights", "VisHMRLoss", "visibility_ground_truth"]
+
+_PARENTS = [int(p) for p in PARENTS]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """λ of each term (0 disables it). Defaults balance the terms' typical magnitudes."""
+
+    iuv_fg: float = 1.0
+    iuv_uv: float = 1.0
+    abs_pose: float = 1.0
+    visibility: float = 1.0
+    exp_pose: float = 1.0
+    nll: float = 1e-3
+    joints3d: float = 5.0
+    keypoints2d: float = 5.0
+    betas: float = 1e-2
+    betas_prior: float = 1e-4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class VisHMRLoss(nn.Module):
+    """``loss(outputs, targets) -> {term: value, ..., "total": Σ λ·term}`` (scalars).
+
+    ``outputs`` is ``VisHMR.forward``'s dict; for ``nll`` call the model with
+    ``gt_rel_rotmats=`` so that ``gt_pose_loglik`` is in it. IUV targets use the model's
+    ``fg_threshold`` (0.5) to define the foreground.
+    """
+
+    def __init__(self, weights: Optional[LossWeights] = None, fg_threshold: float = 0.5) -> None:
+        super().__init__()
+        self.weights = weights or LossWeights()
+        self.fg_threshold = fg_threshold
+
+    def forward(self, outputs: Dict[str, Tensor], targets: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        terms: Dict[str, Tensor] = {}
+        rel_gt, abs_gt = _gt_rotations(targets)
+        # 1. Eq. 2: IUV, absolute pose, visibility
+        if "iuv" in targets:
+            gt_iuv, iuv = targets["iuv"], outputs["iuv"]
+            fg = (gt_iuv[:, :1] > self.fg_threshold).to(iuv.dtype)  # B x 1 x h x w
+            terms["iuv_fg"] = F.binary_cross_entropy(iuv[:, :1], fg)
+            sq = ((iuv[:, 1:] - gt_iuv[:, 1:]) ** 2 * fg).sum()
+            terms["iuv_uv"] = sq / (2 * fg.sum()).clamp_min(1)
+        if abs_gt is not None:
+            terms["abs_pose"] = (outputs["abs_vis"] - abs_gt).abs().mean()
+        if "visibility" in targets:
+            terms["visibility"] = (outputs["omega"] - targets["visibility"]).abs().mean()
+        # 2. Eq. 3: expected pose over the hypotheses, NLL of the GT
+        if rel_gt is not None:
+            terms["exp_pose"] = (outputs["hyp_rel"] - rel_gt[:, None]).abs().mean()
+            if self.weights.nll > 0:
+                if "gt_pose_loglik" not in outputs:
+                    raise ValueError("nll loss needs outputs['gt_pose_loglik']: call the model "
+                                     "with gt_rel_rotmats=targets['rel_rotmats']")
+                terms["nll"] = -outputs["gt_pose_loglik"].mean()
+        # 3. Keypoints and shape, on the merged result
+        if "joints3d" in targets:
+            pred, gt = outputs["joints"], targets["joints3d"]
+            terms["joints3d"] = ((pred - pred[:, :1]) - (gt - gt[:, :1])).abs().mean()
+        if "keypoints2d" in targets:
+            proj = weak_perspective_project(outputs["joints"], outputs["cam"])
+            err = (proj - targets["keypoints2d"]).abs()  # B x J x 2
+            conf = targets.get("keypoints2d_conf")
+            terms["keypoints2d"] = err.mean() if conf is None else (
+                (err * conf[..., None]).sum() / (2 * conf.sum()).clamp_min(1e-6))
+        if "betas" in targets:
+            terms["betas"] = ((outputs["betas"] - targets["betas"]) ** 2).mean()
+        terms["betas_prior"] = (outputs["betas"] ** 2).mean()
+        # 4. Weighted sum
+        weights = self.weights.to_dict()
+        terms["total"] = sum(weights[name] * value for name, value in terms.items())
+        return terms
+
+
+def _gt_rotations(targets: Dict[str, Tensor]):
+    """(relative, absolute) GT rotations from whichever of the two the targets carry."""
+    rel, absolute = targets.get("rel_rotmats"), targets.get("abs_rotmats")
+    if rel is not None and absolute is None:
+        absolute = ops.relative_to_absolute(rel, _PARENTS)
+    elif absolute is not None and rel is None:
+        rel = ops.absolute_to_relative(absolute, _PARENTS)
+    return rel, absolute
+
+
+def visibility_ground_truth(
+    gt_iuv: Tensor,
+    atlas_part_map: Tensor,
+    part_labels: Optional[Tensor] = None,
+    fg_threshold: float = 0.5,
+    num_parts: int = NUM_JOINTS,
+) -> Tensor:
+    """Per-part GT visibility ω (paper eq. 1) from rendered labels warped through the GT IUV.
+
+    1. The rendered part segmentation ``part_labels`` (B x h x w, part id per pixel, -1 for
+       background/occluder) becomes a one-hot image (B x P x h x w) and is splatted into the
+       S x S atlas with ``iuv_warp(one_hot, gt_iuv, S)`` -- only visible body pixels (GT I above
+       ``fg_threshold``) land anywhere: that is ``UV_seg``.
+    2. A texel counts as covered when some pixel of *its own* atlas part landed on it (warped
+       one-hot of part ``atlas_part_map[texel]`` > 0), so a label/IUV disagreement never credits
+       the wrong part.
+    3. ``part_visibility`` then gives ``ω_i = min(1, 2·covered_i / texels_i)`` (``UV_gt`` = the
+       atlas part map, i.e. the full unwarped mesh).
+
+    Without ``part_labels`` the covered texels are simply the warp's occupancy (every visible
+    pixel trusts the part implied by its (U, V)).
+
+    gt_iuv: B x 3 x h x w; atlas_part_map: S x S int (-1 empty)  ->  B x num_parts in [0, 1]
+    """
+    size = int(atlas_part_map.shape[-1])
+    part_map = atlas_part_map.to(gt_iuv.device).long()
+    if part_labels is None:
+        occ = ops.iuv_warp(gt_iuv[:, :1], gt_iuv, size, fg_threshold)[:, -1]  # B x S x S
+    else:
+        labels = part_labels.to(gt_iuv.device).long()
+        one_hot = (labels[:, None] == torch.arange(num_parts, device=labels.device)[:, None, None])
+        warped = ops.iuv_warp(one_hot.to(gt_iuv.dtype), gt_iuv, size, fg_threshold)  # B x P+3 x S x S
+        own = part_map.clamp_min(0).expand(warped.shape[0], 1, size, size)
+        occ = warped[:, :num_parts].gather(1, own)[:, 0]  # own-part fraction per texel
+        occ = torch.where(part_map >= 0, (occ > 0).to(occ.dtype), torch.zeros_like(occ))
+    return ops.part_visibility(occ, part_map, num_parts)
