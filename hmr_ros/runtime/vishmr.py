@@ -39,6 +39,9 @@ class OrtVisHMR:
                               f"({self.manifest.body.get('name')}), got one with "
                               f"{body.num_vertices} ({getattr(body, 'name', '?')})")
         opts = ort.SessionOptions()
+        # ORT's workers spin-wait after a run by default; the compiled kernels that run between
+        # the stages then fight them for the same cores (seen as 10x stalls on 2 cores).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
