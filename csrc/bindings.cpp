@@ -136,6 +136,16 @@ PYBIND11_MODULE(_C, m) {
                                                          ptr<const int32_t>(part_map), ptr<float>(out)});
         }, "Per-part visibility from UV occupancy (paper 000 eq. 1).", nogil);
 
+  m.def("cpu_rasterize",
+        [](int num_vertices, int num_faces, int height, int width, float fx, float fy, float cx,
+           float cy, float near, uintptr_t vertices, uintptr_t faces, uintptr_t face_id,
+           uintptr_t bary, uintptr_t depth) {
+          hmr::cpu::rasterize(hmr::RasterParams{num_vertices, num_faces, height, width, fx, fy,
+                                                cx, cy, near, ptr<const float>(vertices),
+                                                ptr<const int32_t>(faces), ptr<int32_t>(face_id),
+                                                ptr<float>(bary), ptr<float>(depth)});
+        }, "Z-buffer rasterisation; face_id must be -1 and depth/bary 0 on entry.", nogil);
+
 #if defined(HMR_ROS_WITH_CUDA)
   m.attr("has_cuda") = true;
   m.def("cuda_device_count", &hmr::cuda::device_count, "Visible CUDA devices (0 without a driver).");

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "../common/lbs.h"
+#include "../common/raster.h"
 #include "../common/uv.h"
 
 namespace hmr {
@@ -24,6 +25,7 @@ void match_hypotheses(const T* abs_vis, const T* hyp_rel, const T* weight,
 void lbs(const LbsParams& p);
 void iuv_warp(const IuvWarpParams& p);
 void part_visibility(const PartVisibilityParams& p);
+void rasterize(const RasterParams& p);
 
 int num_threads();
 

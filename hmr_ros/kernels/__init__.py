@@ -20,6 +20,7 @@ from .rotations import (
     quaternion_to_matrix,
     rot6d_to_matrix,
 )
+from .raster import interpolate, rasterize
 from .skinning import LbsModel, lbs
 from .uv import iuv_warp, part_visibility
 
@@ -30,6 +31,7 @@ __all__ = [
     "axis_angle_to_quaternion",
     "cuda_available",
     "cuda_compiled",
+    "interpolate",
     "iuv_warp",
     "kinematic_slerp",
     "lbs",
@@ -40,5 +42,6 @@ __all__ = [
     "part_visibility",
     "quaternion_to_axis_angle",
     "quaternion_to_matrix",
+    "rasterize",
     "rot6d_to_matrix",
 ]
