@@ -70,7 +70,7 @@ def test_barycentrics_are_perspective_correct():
 def test_nearer_triangle_occludes_and_windings_both_draw():
     quad = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], np.float32)
     far, near = quad * 3 + [0, 0, 4], quad * 0.5 + [0, 0, 2]
-    verts = np.concatenate([far, near])
+    verts = np.concatenate([far, near]).astype(np.float32)
     faces = np.array([[0, 1, 2], [0, 2, 3], [4, 6, 5], [4, 7, 6]], np.int32)  # near one CW
     fid, _, depth = K.rasterize(verts, faces, INTR, 24, 32)
     assert set(np.unique(fid[12, 14:18])) <= {2, 3}  # centre: the near quad
