@@ -121,7 +121,7 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExtWithCuda},
     python_requires=">=3.10",
-    install_requires=["numpy>=1.24", "scipy>=1.10", "torch>=2.1"],
+    install_requires=["numpy>=1.24", "scipy>=1.10", "torch>=2.1", "onnx>=1.15", "onnxruntime>=1.17"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "smplx>=0.1.28"],
         "smpl": ["smplx>=0.1.28"],
