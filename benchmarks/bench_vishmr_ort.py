@@ -72,7 +72,7 @@ def main(argv=None) -> int:
                 ta = median_ms(lambda: sa.run(None, {"images": crops}), n)
                 tw = median_ms(lambda: K.iuv_warp(feats, iuv, runner.atlas_size, runner.fg_threshold), n)
                 tb = median_ms(lambda: sb.run(None, {"uv_features": uv, "pooled": pooled, "z": z}), n)
-                tm = median_ms(lambda: merge(out_b, runner.lbs), n)
+                tm = median_ms(lambda: merge(out_b, runner.lbs_model), n)
                 total = ta + tw + tb + tm
                 print(f"{name:<10} {batch:>5} {ta:>11.1f} {tw:>8.2f} {tb:>11.1f} {tm:>13.2f} "
                       f"{total:>9.1f} {batch * 1000 / total:>8.1f}")

@@ -1,8 +1,16 @@
-"""Runtime: run exported regressors (ONNX Runtime today; TensorRT and torch backends follow)
-with the compiled kernels between and after their stages."""
+"""Runtime: exported regressors run with the compiled kernels, and the per-frame pipeline
+(boxes -> crops -> stages + kernels -> full-frame results, tracked and optionally smoothed)."""
 
+from .boxes import Box, select_boxes, whole_frame
+from .camera import Intrinsics, crop_to_full_translation, resolve_intrinsics
 from .errors import EngineError
 from .merge import MODES, merge
+from .pipeline import FramePipeline, PipelineParams
+from .results import FrameResult, Header, PersonResult
+from .tracking import Tracker
 from .vishmr import OrtVisHMR
 
-__all__ = ["EngineError", "MODES", "OrtVisHMR", "merge"]
+__all__ = ["Box", "EngineError", "FramePipeline", "FrameResult", "Header", "Intrinsics",
+           "MODES", "OrtVisHMR", "PersonResult", "PipelineParams", "Tracker",
+           "crop_to_full_translation", "merge", "resolve_intrinsics", "select_boxes",
+           "whole_frame"]

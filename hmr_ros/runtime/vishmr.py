@@ -54,7 +54,7 @@ class OrtVisHMR:
         self.num_hypotheses = int(heads["num_hypotheses"])
         self.pose_dim = int(heads["pose_dim"])
         self.crop_size = int(self.manifest.preprocessing["crop_size"])
-        self.lbs = K.LbsModel.from_body(body, posedirs_dtype=posedirs_dtype)
+        self.lbs_model = K.LbsModel.from_body(body, posedirs_dtype=posedirs_dtype)
         self.part_map = body.atlas_part_map(self.atlas_size)
 
     def default_z(self, batch: int, seed: int = 0) -> np.ndarray:
@@ -63,6 +63,10 @@ class OrtVisHMR:
             (batch, self.num_hypotheses, self.pose_dim)).astype(np.float32)
         z[:, 0] = 0.0
         return z
+
+    def lbs(self, betas: np.ndarray, rel_rotmats: np.ndarray):
+        """The body's mesh for given shapes and relative rotations (compiled LBS)."""
+        return self.lbs_model(betas, rel_rotmats)
 
     def __call__(self, crops: np.ndarray, z: Optional[np.ndarray] = None,
                  mode: str = "ks_matched") -> dict:
@@ -88,7 +92,7 @@ class OrtVisHMR:
         stage_b = dict(zip(names, values))
         timing["stage_b"] = time.perf_counter() - t
         t = time.perf_counter()
-        merged = merge(stage_b, self.lbs, mode)
+        merged = merge(stage_b, self.lbs_model, mode)
         timing["merge_lbs"] = time.perf_counter() - t
         warped_visibility = K.part_visibility(np.ascontiguousarray(uv[:, -1]), self.part_map)
         return {**stage_b, **merged, "iuv": iuv, "uv_visibility": warped_visibility,

@@ -1,0 +1,63 @@
+"""Person crops: a square around each box, with context, warped to the model's input size.
+
+All persons of a frame are cropped into one batch. The affine transform of each crop is kept:
+the camera conversion and 2D keypoints map back to the full image through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .boxes import Box
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """Square crop: centre (cx, cy) and side ``size`` in image pixels, mapped to ``out`` px."""
+
+    cx: float
+    cy: float
+    size: float
+    out: int
+
+    def crop_to_image(self) -> np.ndarray:
+        """2x3 affine mapping crop pixel coordinates to image pixel coordinates."""
+        s = self.size / self.out
+        return np.array([[s, 0.0, self.cx - 0.5 * self.size],
+                         [0.0, s, self.cy - 0.5 * self.size]])
+
+    def image_to_crop(self) -> np.ndarray:
+        s = self.out / self.size
+        return np.array([[s, 0.0, -(self.cx - 0.5 * self.size) * s],
+                         [0.0, s, -(self.cy - 0.5 * self.size) * s]])
+
+    def normalised_to_image(self, xy: np.ndarray) -> np.ndarray:
+        """Crop-normalised coordinates in [-1, 1] -> image pixels."""
+        return np.stack([self.cx + 0.5 * self.size * xy[..., 0],
+                         self.cy + 0.5 * self.size * xy[..., 1]], axis=-1)
+
+
+def square_geometry(box: Box, out: int, context: float = 1.2) -> CropGeometry:
+    cx, cy = box.center
+    return CropGeometry(cx, cy, max(box.width, box.height) * context, out)
+
+
+def crop_batch(image: np.ndarray, geometries: Sequence[CropGeometry], mean, std) -> np.ndarray:
+    """(N, 3, out, out) float32 crops of an RGB uint8 image, normalised ``(x/255 - mean)/std``.
+
+    Pixels outside the image are black (0 before normalisation), like zero padding."""
+    import cv2
+
+    if not geometries:
+        out = 0
+        return np.zeros((0, 3, out, out), np.float32)
+    out = geometries[0].out
+    crops = np.empty((len(geometries), out, out, 3), np.float32)
+    for i, g in enumerate(geometries):
+        crops[i] = cv2.warpAffine(image, g.image_to_crop(), (out, out), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    crops = (crops / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)

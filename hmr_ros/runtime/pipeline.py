@@ -1,0 +1,145 @@
+"""The per-frame pipeline shared by the node, the evaluation and the demos.
+
+One frame in (RGB image, optional intrinsics, optional person boxes, header), a list of people
+out (:class:`FrameResult`). Bad input never raises: the frame is skipped with a logged reason
+carrying its stamp, and the pipeline serves the next frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .boxes import Box, select_boxes, whole_frame
+from .camera import crop_to_full_translation, project, resolve_intrinsics
+from .crop import crop_batch, square_geometry
+from .results import FrameResult, Header, PersonResult
+from .smoothing import PoseSmoother
+from .tracking import Tracker
+
+log = logging.getLogger("hmr_ros.runtime")
+
+MAX_IMAGE_SIDE = 16384
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    max_persons: int = 5
+    score_threshold: float = 0.5
+    min_box_size: float = 16.0  # pixels, after clipping to the image
+    context: float = 1.2  # square crop side = context x the box's longer side
+    mode: str = "ks_matched"  # merge mode (paper table 2)
+    track: bool = True
+    smooth: bool = False
+    smooth_min_cutoff: float = 1.0
+    smooth_beta: float = 0.05
+    hypotheses_seed: int = 0  # fixed noise for the flow's hypotheses: stable output
+
+    def __post_init__(self):
+        if self.max_persons < 1:
+            raise ValueError(f"max_persons must be >= 1, got {self.max_persons}")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
+        if self.context < 1.0:
+            raise ValueError(f"context must be >= 1.0, got {self.context}")
+
+
+class FramePipeline:
+    """Boxes -> crops -> regressor (stages + kernels) -> full-frame results, tracked."""
+
+    def __init__(self, regressor, params: PipelineParams = PipelineParams()):
+        self.regressor = regressor
+        self.params = params
+        prep = regressor.manifest.preprocessing
+        self.crop_size = int(prep["crop_size"])
+        self.mean, self.std = prep["mean"], prep["std"]
+        self.tracker = Tracker() if params.track else None
+        self.smoother = (PoseSmoother(params.smooth_min_cutoff, params.smooth_beta)
+                         if params.smooth else None)
+        self._z = regressor.default_z(params.max_persons, seed=params.hypotheses_seed)
+
+    def process(self, image: np.ndarray, K: Optional[np.ndarray] = None,
+                boxes: Optional[Sequence[Box]] = None, header: Header = Header()) -> FrameResult:
+        try:
+            return self._process(image, K, boxes, header)
+        except Exception as exc:  # a bad frame must not take the node down
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("frame %s (%s) skipped: %s", header.stamp_ns, header.frame_id, reason)
+            return FrameResult(header=header, skipped=reason)
+
+    def _process(self, image, K, boxes, header) -> FrameResult:
+        t0 = time.perf_counter()
+        problem = check_image(image)
+        if problem:
+            log.warning("frame %s (%s) skipped: %s", header.stamp_ns, header.frame_id, problem)
+            return FrameResult(header=header, skipped=problem)
+        height, width = image.shape[:2]
+        intr = resolve_intrinsics(K, width, height)
+        notes = []
+        if K is not None and intr.assumed:
+            notes.append("camera intrinsics unusable (non-finite or non-positive focal): "
+                         "focal length assumed")
+        chosen = select_boxes(list(boxes) if boxes is not None else [whole_frame(width, height)],
+                              width, height, self.params.score_threshold,
+                              self.params.min_box_size, self.params.max_persons, notes)
+        timing = {}
+        if not chosen:
+            timing["total"] = time.perf_counter() - t0
+            return FrameResult(header=header, timing=timing, assumed_intrinsics=intr.assumed,
+                               notes=tuple(notes))
+        geoms = [square_geometry(b, self.crop_size, self.params.context) for b in chosen]
+        crops = crop_batch(image, geoms, self.mean, self.std)
+        timing["preprocess"] = time.perf_counter() - t0
+        out = self.regressor(crops, self._z[: len(chosen)], mode=self.params.mode)
+        timing.update(out.get("timing", {}))
+        t1 = time.perf_counter()
+        centers = np.array([[g.cx, g.cy] for g in geoms])
+        sizes = np.array([g.size for g in geoms])
+        transl = crop_to_full_translation(out["cam"], centers, sizes, intr)
+        rel, betas = out["rel_rotmats"], out["betas"]
+        vertices, joints = out["vertices"], out["joints"]
+        ids = self.tracker.update(chosen) if self.tracker else [-1] * len(chosen)
+        if self.smoother is not None:
+            rel, transl = rel.copy(), transl.copy()
+            t_sec = header.stamp_ns * 1e-9
+            for i, tid in enumerate(ids):
+                if tid >= 0:
+                    rel[i], transl[i] = self.smoother(tid, rel[i], transl[i], t_sec)
+            vertices, joints = self.regressor.lbs(np.ascontiguousarray(betas, np.float32),
+                                                  np.ascontiguousarray(rel, np.float32))
+            self.smoother.forget([t for t in ids if t >= 0])
+        persons = []
+        for i, box in enumerate(chosen):
+            v = vertices[i] + transl[i]
+            j = joints[i] + transl[i]
+            scores = out.get("match_scores")
+            persons.append(PersonResult(
+                track_id=int(ids[i]), bbox=box.as_array(), score=box.score,
+                rel_rotmats=rel[i], betas=betas[i], transl=transl[i], vertices=v, joints=j,
+                keypoints2d=project(j, intr), visibility=out["omega"][i],
+                hypothesis=int(out["best"][i]),
+                match_scores=None if scores is None else scores[i]))
+        timing["postprocess"] = time.perf_counter() - t1
+        timing["total"] = time.perf_counter() - t0
+        return FrameResult(header=header, persons=tuple(persons), timing=timing,
+                           assumed_intrinsics=intr.assumed, notes=tuple(notes))
+
+
+def check_image(image) -> Optional[str]:
+    """Why ``image`` cannot be processed, or None. Expects H x W x 3 uint8 RGB."""
+    if not isinstance(image, np.ndarray):
+        return f"image must be a NumPy array, got {type(image).__name__}"
+    if image.dtype != np.uint8:
+        return f"image must be uint8 RGB, got dtype {image.dtype}"
+    if image.ndim != 3 or image.shape[2] != 3:
+        return f"image must be H x W x 3 (RGB), got shape {image.shape}"
+    h, w = image.shape[:2]
+    if h < 2 or w < 2:
+        return f"image is too small ({w}x{h})"
+    if max(h, w) > MAX_IMAGE_SIDE:
+        return f"image is too large ({w}x{h}); the limit is {MAX_IMAGE_SIDE} px a side"
+    return None
