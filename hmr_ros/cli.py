@@ -112,7 +112,22 @@ def _export(args: argparse.Namespace) -> int:
 
 
 #: group -> subcommand -> (help, add arguments, run); or a top-level command -> (help, add, run)
+def _infer_arguments(parser: argparse.ArgumentParser) -> None:
+    from .apps.infer import add_infer_arguments
+
+    add_infer_arguments(parser)
+
+
+def _infer(args: argparse.Namespace) -> int:
+    """Run the pipeline on image files; overlays, meshes, JSON, latency and metrics."""
+    from .apps.infer import run_infer
+
+    return run_infer(args)
+
+
 COMMANDS: Dict[str, object] = {
+    "infer": ("run the bundled (or a given) model on images: overlays, meshes, JSON",
+              _infer_arguments, _infer),
     "export": ("export a trained model as ONNX stage graphs + manifest", _export_arguments,
                _export),
     "body": {
@@ -146,11 +161,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``hmr-ros`` (and ``python -m hmr_ros.cli``); returns the exit status."""
     from .body.errors import BodyModelError
     from .export.errors import ExportError
+    from .runtime.errors import EngineError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (BodyModelError, ExportError, ValueError, OSError) as exc:
+    except (BodyModelError, ExportError, EngineError, ValueError, OSError) as exc:
         name = f"{args.group} {args.command}".strip()
         print(f"hmr-ros {name}: error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,1 @@
+"""The package's main jobs, each behind an ``hmr-ros`` subcommand."""
