@@ -112,22 +112,25 @@ def _export(args: argparse.Namespace) -> int:
 
 
 #: group -> subcommand -> (help, add arguments, run); or a top-level command -> (help, add, run)
-def _infer_arguments(parser: argparse.ArgumentParser) -> None:
-    from .apps.infer import add_infer_arguments
+def _lazy(module: str, add_name: str, run_name: str) -> Tuple[AddArguments, Run]:
+    """(add arguments, run) of a command whose module is imported only when it is used, so
+    ``hmr-ros --help`` does not load torch, ONNX Runtime or the kernels."""
+    import importlib
 
-    add_infer_arguments(parser)
+    def add(parser: argparse.ArgumentParser) -> None:
+        getattr(importlib.import_module(module, __package__), add_name)(parser)
 
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module, __package__), run_name)(args)
 
-def _infer(args: argparse.Namespace) -> int:
-    """Run the pipeline on image files; overlays, meshes, JSON, latency and metrics."""
-    from .apps.infer import run_infer
-
-    return run_infer(args)
+    return add, run
 
 
 COMMANDS: Dict[str, object] = {
     "infer": ("run the bundled (or a given) model on images: overlays, meshes, JSON",
-              _infer_arguments, _infer),
+              *_lazy(".apps.infer", "add_infer_arguments", "run_infer")),
+    "synth": ("generate synthetic occlusion training data (npz shards) or a preview PNG",
+              *_lazy(".data.synthetic.cli", "add_synth_arguments", "run_synth")),
     "export": ("export a trained model as ONNX stage graphs + manifest", _export_arguments,
                _export),
     "body": {
