@@ -133,6 +133,9 @@ COMMANDS: Dict[str, object] = {
               *_lazy(".data.synthetic.cli", "add_synth_arguments", "run_synth")),
     "export": ("export a trained model as ONNX stage graphs + manifest", _export_arguments,
                _export),
+    "build-engine": ("build the TensorRT engines of an exported model ahead of time",
+                     *_lazy(".runtime.engine_cache", "build_engine_arguments",
+                            "run_build_engine")),
     "body": {
         "export": ("pose a body model and write it as .obj/.ply", _body_export_arguments,
                    _body_export),

@@ -1,6 +1,7 @@
 """Runtime: exported regressors run with the compiled kernels, and the per-frame pipeline
 (boxes -> crops -> stages + kernels -> full-frame results, tracked and optionally smoothed)."""
 
+from .backends import BACKENDS, select_backend
 from .boxes import Box, select_boxes, whole_frame
 from .camera import Intrinsics, crop_to_full_translation, resolve_intrinsics
 from .errors import EngineError
@@ -10,7 +11,7 @@ from .results import FrameResult, Header, PersonResult
 from .tracking import Tracker
 from .vishmr import OrtVisHMR
 
-__all__ = ["Box", "EngineError", "FramePipeline", "FrameResult", "Header", "Intrinsics",
+__all__ = ["BACKENDS", "Box", "EngineError", "FramePipeline", "FrameResult", "Header", "Intrinsics",
            "MODES", "OrtVisHMR", "PersonResult", "PipelineParams", "Tracker",
-           "crop_to_full_translation", "merge", "resolve_intrinsics", "select_boxes",
+           "crop_to_full_translation", "merge", "resolve_intrinsics", "select_backend", "select_boxes",
            "whole_frame"]
