@@ -39,6 +39,8 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=("visible", "global", "ks_highest", "ks_matched"))
     parser.add_argument("--max-persons", type=int, default=5)
     parser.add_argument("--mesh-format", choices=("obj", "ply"), default="obj")
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"),
+                        help="auto: TensorRT when installed with a GPU, else ONNX Runtime")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
 
 
@@ -46,7 +48,7 @@ def run_infer(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from hmr_ros.body import load_body_model, save_mesh
-    from hmr_ros.runtime import FramePipeline, Header, OrtVisHMR, PipelineParams
+    from hmr_ros.runtime import FramePipeline, Header, PipelineParams, VisHMRRunner
     from hmr_ros.viz import draw_overlay
 
     from .inputs import collect_images, read_boxes, read_camera_info, read_rgb
@@ -57,7 +59,8 @@ def run_infer(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     body = load_body_model(args.body)
-    runner = OrtVisHMR(args.model_dir, body, threads=args.threads)
+    runner = VisHMRRunner(args.model_dir, body, backend=args.backend, threads=args.threads)
+    print(f"model {args.model_dir} on {runner.backend.name}")
     pipe = FramePipeline(runner, PipelineParams(max_persons=args.max_persons, mode=args.mode,
                                                 track=False))
     K = read_camera_info(Path(args.camera_info)) if args.camera_info else None

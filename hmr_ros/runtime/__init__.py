@@ -9,9 +9,9 @@ from .merge import MODES, merge
 from .pipeline import FramePipeline, PipelineParams
 from .results import FrameResult, Header, PersonResult
 from .tracking import Tracker
-from .vishmr import OrtVisHMR
+from .vishmr import OrtVisHMR, VisHMRRunner
 
 __all__ = ["BACKENDS", "Box", "EngineError", "FramePipeline", "FrameResult", "Header", "Intrinsics",
-           "MODES", "OrtVisHMR", "PersonResult", "PipelineParams", "Tracker",
+           "MODES", "OrtVisHMR", "PersonResult", "PipelineParams", "Tracker", "VisHMRRunner",
            "crop_to_full_translation", "merge", "resolve_intrinsics", "select_backend", "select_boxes",
            "whole_frame"]

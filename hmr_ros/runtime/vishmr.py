@@ -1,8 +1,8 @@
-"""VisHMR on ONNX Runtime: stage graphs + compiled kernels, as exported by ``hmr-ros export``.
+"""VisHMR at run time: stage graphs on a backend, compiled kernels between and after them.
 
 One call takes normalised crops and the flow noise ``z`` and returns the stage outputs and the
-merged mesh. The TensorRT and torch backends of the runtime follow the same stage contract
-(names and shapes from the manifest).
+merged mesh: stage A -> ``iuv_warp`` -> stage B -> matching + kinematic slerp + LBS. The backend
+(ONNX Runtime, TensorRT, torch) only runs the graphs; this class owns the paper's data flow.
 """
 
 from __future__ import annotations
@@ -14,40 +14,25 @@ from typing import Optional, Union
 import numpy as np
 
 from hmr_ros import kernels as K
-from hmr_ros.export.errors import ExportError
-from hmr_ros.export.manifest import Manifest
 
+from .backends import select_backend
 from .errors import EngineError
 from .merge import merge
 
 
-class OrtVisHMR:
-    """Runs an exported VisHMR directory with ONNX Runtime on the CPU (or a given provider)."""
+class VisHMRRunner:
+    """An exported VisHMR on any backend (``select_backend`` names), with a body model."""
 
-    def __init__(self, model_dir: Union[str, Path], body, providers=("CPUExecutionProvider",),
-                 threads: Optional[int] = None, posedirs_dtype=np.float32):
-        import onnxruntime as ort
-
+    def __init__(self, model_dir: Union[str, Path], body, backend: str = "auto",
+                 posedirs_dtype=np.float32, **backend_options):
         self.model_dir = Path(model_dir)
-        try:
-            self.manifest = Manifest.load(self.model_dir)
-        except ExportError as exc:
-            raise EngineError(str(exc)) from exc
+        self.backend = select_backend(backend, self.model_dir, **backend_options)
+        self.manifest = self.backend.manifest
         expected_v = self.manifest.body.get("num_vertices")
         if expected_v is not None and expected_v != body.num_vertices:
             raise EngineError(f"{self.model_dir}: exported for a body with {expected_v} vertices "
                               f"({self.manifest.body.get('name')}), got one with "
                               f"{body.num_vertices} ({getattr(body, 'name', '?')})")
-        opts = ort.SessionOptions()
-        # ORT's workers spin-wait after a run by default; the compiled kernels that run between
-        # the stages then fight them for the same cores (seen as 10x stalls on 2 cores).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        self.sessions = {name: ort.InferenceSession(str(self.manifest.stage_path(self.model_dir, name)),
-                                                    sess_options=opts, providers=list(providers))
-                         for name in ("stage_a", "stage_b")}
         heads = self.manifest.heads
         self.atlas_size = int(heads["atlas_size"])
         self.fg_threshold = float(heads["fg_threshold"])
@@ -81,15 +66,15 @@ class OrtVisHMR:
                               f"got {z.shape}")
         timing = {}
         t = time.perf_counter()
-        features, iuv, pooled = self.sessions["stage_a"].run(None, {"images": crops})
+        a = self.backend.run("stage_a", {"images": crops})
         timing["stage_a"] = time.perf_counter() - t
         t = time.perf_counter()
+        features = np.ascontiguousarray(a["features"], dtype=np.float32)
+        iuv = np.ascontiguousarray(a["iuv"], dtype=np.float32)
         uv = K.iuv_warp(features, iuv, self.atlas_size, self.fg_threshold)
         timing["iuv_warp"] = time.perf_counter() - t
         t = time.perf_counter()
-        names = [o.name for o in self.sessions["stage_b"].get_outputs()]
-        values = self.sessions["stage_b"].run(None, {"uv_features": uv, "pooled": pooled, "z": z})
-        stage_b = dict(zip(names, values))
+        stage_b = self.backend.run("stage_b", {"uv_features": uv, "pooled": a["pooled"], "z": z})
         timing["stage_b"] = time.perf_counter() - t
         t = time.perf_counter()
         merged = merge(stage_b, self.lbs_model, mode)
@@ -97,3 +82,16 @@ class OrtVisHMR:
         warped_visibility = K.part_visibility(np.ascontiguousarray(uv[:, -1]), self.part_map)
         return {**stage_b, **merged, "iuv": iuv, "uv_visibility": warped_visibility,
                 "timing": timing}
+
+
+class OrtVisHMR(VisHMRRunner):
+    """VisHMR on ONNX Runtime (CPU by default): the runtime's fallback everywhere."""
+
+    def __init__(self, model_dir: Union[str, Path], body, providers=("CPUExecutionProvider",),
+                 threads: Optional[int] = None, posedirs_dtype=np.float32):
+        super().__init__(model_dir, body, backend="onnxruntime", posedirs_dtype=posedirs_dtype,
+                         providers=list(providers), threads=threads)
+
+    @property
+    def sessions(self) -> dict:
+        return self.backend.sessions
