@@ -1,0 +1,18 @@
+"""Evaluation: mesh-recovery metrics (``metrics``: MPJPE, PA-MPJPE, PVE, visibility accuracy).
+
+Importing it needs only NumPy; the metrics accept torch tensors too.
+"""
+
+from .metrics import (MeshMetrics, mpjpe, pa_mpjpe, procrustes_align, pve, root_align,
+                      similarity_transform, visibility_accuracy)
+
+__all__ = [
+    "MeshMetrics",
+    "mpjpe",
+    "pa_mpjpe",
+    "procrustes_align",
+    "pve",
+    "root_align",
+    "similarity_transform",
+    "visibility_accuracy",
+]
