@@ -133,6 +133,8 @@ COMMANDS: Dict[str, object] = {
               *_lazy(".data.synthetic.cli", "add_synth_arguments", "run_synth")),
     "train": ("train VisHMR from a YAML config (torchrun for several GPUs)",
               *_lazy(".train.cli", "add_arguments", "run")),
+    "evaluate": ("paper table 2 (ablation modes, occluded split) on synthetic validation data",
+                 *_lazy(".eval.ablation", "add_arguments", "run")),
     "export": ("export a trained model as ONNX stage graphs + manifest", _export_arguments,
                _export),
     "build-engine": ("build the TensorRT engines of an exported model ahead of time",
