@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.hmr_ros-installed
 
-.PHONY: test install build bench clean
+.PHONY: test demo install build bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,18 @@ build: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The main job on the embedded default: the bundled light VisHMR on the shipped sample images
+# (synthetic renders with ground truth): overlays, meshes and JSON in out/demo, then persons
+# found, per-stage latency, FPS and MPJPE / PA-MPJPE / PVE against the ground truth.
+demo: $(STAMP)
+	$(PY) -m hmr_ros.cli infer models/samples --out out/demo --boxes models/samples/boxes.json \
+		--gt models/samples/gt.npz
+	@echo "overlays, meshes and JSON: out/demo/"
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_kernels.py
+	$(PY) benchmarks/bench_vishmr_ort.py
+	$(PY) benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf build *.egg-info hmr_ros/_C*.so

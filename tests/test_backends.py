@@ -12,32 +12,22 @@ import pytest
 import torch
 
 from hmr_ros import kernels as K
-from hmr_ros.body import procedural_body
 from hmr_ros.export import Manifest, export_vishmr
-from hmr_ros.models import STAGE_A_OUTPUTS, STAGE_B_OUTPUTS, VisHMR, VisHMRConfig
+from hmr_ros.models import STAGE_A_OUTPUTS, STAGE_B_OUTPUTS
 from hmr_ros.runtime.backends import (BACKENDS, Backend, OrtBackend, TensorRTBackend,
                                       TorchBackend, backend_available, resolve_providers,
                                       select_backend, session_options)
 from hmr_ros.runtime.cuda_context import plan_stage_buffers
 from hmr_ros.runtime.errors import EngineError
+from tiny_vishmr import TINY, tiny_vishmr
 
-TINY = VisHMRConfig(backbone="resnet18", crop_size=64, uv_size=16, num_hypotheses=3,
-                    deconv_channels=32, attn_dim=32, attn_heads=2, attn_layers=1,
-                    flow_blocks=2, flow_hidden=32, head_hidden=32)
 TRT_READY = backend_available("tensorrt") is None
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A tiny VisHMR with calibrated BatchNorm and a non-identity flow, exported."""
-    torch.manual_seed(0)
-    net = VisHMR(TINY, procedural_body())
-    with torch.no_grad():
-        net.train()  # BatchNorm lives in stage A: calibrating it needs no full forward
-        for _ in range(2):
-            net.stage_a(torch.randn(4, 3, 64, 64))
-        for p in net.flow.parameters():
-            p.add_(0.05 * torch.randn_like(p) / (p.shape[-1] ** 0.5 if p.dim() == 2 else 1))
+    net = tiny_vishmr()
     root = tmp_path_factory.mktemp("backends")
     export_vishmr(net, root / "onnx")
     return net.eval(), root / "onnx"

@@ -6,25 +6,20 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from hmr_ros import cli
 from hmr_ros.body import procedural_body
 from hmr_ros.data.synthetic import SynthConfig, write_dataset
 from hmr_ros.eval.ablation import MODES, evaluate, markdown_table
 from hmr_ros.export import export_vishmr
-from hmr_ros.models import VisHMR, VisHMRConfig
+from tiny_vishmr import tiny_vishmr
 
-TINY = VisHMRConfig(backbone="resnet18", crop_size=64, uv_size=16, num_hypotheses=3,
-                    deconv_channels=32, attn_dim=32, attn_heads=2, attn_layers=1,
-                    flow_blocks=2, flow_hidden=32, head_hidden=32)
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    torch.manual_seed(0)
-    export_vishmr(VisHMR(TINY, procedural_body()).eval(), root / "model")
+    export_vishmr(tiny_vishmr(), root / "model")
     write_dataset(root / "val", 12, SynthConfig(size=64, p_occ=0.8), seed=3, shard_size=6,
                   with_vertices=True, progress=False)
     return root

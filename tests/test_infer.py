@@ -7,23 +7,17 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from hmr_ros import cli
-from hmr_ros.body import procedural_body
 from hmr_ros.export import export_vishmr
-from hmr_ros.models import VisHMR, VisHMRConfig
+from tiny_vishmr import tiny_vishmr
 
-TINY = VisHMRConfig(backbone="resnet18", crop_size=64, uv_size=16, num_hypotheses=3,
-                    deconv_channels=32, attn_dim=32, attn_heads=2, attn_layers=1,
-                    flow_blocks=2, flow_hidden=32, head_hidden=32)
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny_model")
-    export_vishmr(VisHMR(TINY, procedural_body()).eval(), out)
+    export_vishmr(tiny_vishmr(), out)
     return out
 
 

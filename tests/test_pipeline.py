@@ -7,27 +7,22 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 
 from hmr_ros.body import procedural_body
 from hmr_ros.export import export_vishmr
-from hmr_ros.models import VisHMR, VisHMRConfig
 from hmr_ros.runtime import (Box, FramePipeline, Header, Intrinsics, OrtVisHMR, PipelineParams,
                              Tracker, crop_to_full_translation, resolve_intrinsics, select_boxes)
 from hmr_ros.runtime.camera import project
 from hmr_ros.runtime.smoothing import OneEuroFilter, PoseSmoother
+from tiny_vishmr import tiny_vishmr
 
-TINY = VisHMRConfig(backbone="resnet18", crop_size=64, uv_size=16, num_hypotheses=3,
-                    deconv_channels=32, attn_dim=32, attn_heads=2, attn_layers=1,
-                    flow_blocks=2, flow_hidden=32, head_hidden=32)
 
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
-    torch.manual_seed(0)
     body = procedural_body()
     out = tmp_path_factory.mktemp("tiny")
-    export_vishmr(VisHMR(TINY, body).eval(), out)
+    export_vishmr(tiny_vishmr(body=body), out)
     return OrtVisHMR(out, body)
 
 

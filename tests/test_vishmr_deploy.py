@@ -14,13 +14,11 @@ import torch
 from hmr_ros import cli
 from hmr_ros.body import procedural_body
 from hmr_ros.export import Manifest, check_tensorrt_compat
-from hmr_ros.models import MERGE_MODES, STAGE_A_OUTPUTS, STAGE_B_OUTPUTS, VisHMR, VisHMRConfig
+from hmr_ros.models import MERGE_MODES, STAGE_A_OUTPUTS, STAGE_B_OUTPUTS
 from hmr_ros.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hmr_ros.runtime import EngineError, OrtVisHMR
+from tiny_vishmr import TINY, tiny_vishmr
 
-TINY = VisHMRConfig(backbone="resnet18", crop_size=64, uv_size=16, num_hypotheses=3,
-                    deconv_channels=32, attn_dim=32, attn_heads=2, attn_layers=1,
-                    flow_blocks=2, flow_hidden=32, head_hidden=32)
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +29,9 @@ def body():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, body):
     """A tiny VisHMR with non-trivial weights, saved, exported through the CLI."""
-    torch.manual_seed(0)
-    net = VisHMR(TINY, body)
-    with torch.no_grad():  # calibrate BatchNorm, move the flow off its identity start
-        net.train()
-        for _ in range(3):
-            net(torch.randn(4, 3, 64, 64))
-        for p in net.flow.parameters():
-            p.add_(0.05 * torch.randn_like(p) / (p.shape[-1] ** 0.5 if p.dim() == 2 else 1))
+    net = tiny_vishmr(body=body)
     root = tmp_path_factory.mktemp("vishmr")
-    save_checkpoint(root / "tiny.pt", net.eval())
+    save_checkpoint(root / "tiny.pt", net)
     assert cli.main(["export", "--model", "vishmr", "--checkpoint", str(root / "tiny.pt"),
                      "--out", str(root / "onnx")]) == 0
     model = load_checkpoint(root / "tiny.pt").freeze_for_export()
