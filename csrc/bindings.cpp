@@ -4,6 +4,9 @@
 // contiguity and devices are validated once in Python (hmr_ros/kernels/), the only importer of
 // this module, for NumPy and CUDA arrays alike. The GIL is released while kernels run.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
 
 #include <stdexcept>
 #include <string>
@@ -35,6 +38,15 @@ LbsParams make_lbs_params(int B, int V, int J, int NB, uintptr_t betas, uintptr_
                    ptr<const void>(posedirs), posedirs_fp16, ptr<const float>(j_regressor),
                    ptr<const int64_t>(parents), ptr<const float>(weights), ptr<float>(vertices),
                    ptr<float>(joints)};
+}
+
+hmr::CropParams make_crop_params(int N, int H, int W, int S, uintptr_t image, uintptr_t affine,
+                                 const std::array<float, 3>& mean, const std::array<float, 3>& std,
+                                 uintptr_t out) {
+  hmr::CropParams p{N, H, W, S, ptr<const uint8_t>(image), ptr<const float>(affine), {}, {},
+                    ptr<float>(out)};
+  for (int c = 0; c < 3; ++c) { p.mean[c] = mean[c]; p.std[c] = std[c]; }
+  return p;
 }
 
 void check_joints(int J, const char* op) {
@@ -146,6 +158,12 @@ PYBIND11_MODULE(_C, m) {
                                                 ptr<float>(bary), ptr<float>(depth)});
         }, "Z-buffer rasterisation; face_id must be -1 and depth/bary 0 on entry.", nogil);
 
+  m.def("cpu_crop_affine",
+        [](int N, int H, int W, int S, uintptr_t image, uintptr_t affine, std::array<float, 3> mean,
+           std::array<float, 3> std, uintptr_t out) {
+          hmr::cpu::crop_affine(make_crop_params(N, H, W, S, image, affine, mean, std, out));
+        }, "Batched affine crops of an RGB uint8 image, normalised, N x 3 x S x S.", nogil);
+
 #if defined(HMR_ROS_WITH_CUDA)
   m.attr("has_cuda") = true;
   m.def("cuda_device_count", &hmr::cuda::device_count, "Visible CUDA devices (0 without a driver).");
@@ -206,6 +224,14 @@ PYBIND11_MODULE(_C, m) {
                                                      ptr<const float>(iuv), ptr<float>(out)},
                                        ptr<float>(workspace), stream),
                    "iuv_warp");
+        }, nogil);
+
+  m.def("cuda_crop_affine",
+        [](int N, int H, int W, int S, uintptr_t image, uintptr_t affine, std::array<float, 3> mean,
+           std::array<float, 3> std, uintptr_t out, uintptr_t stream) {
+          raise_if(hmr::cuda::crop_affine(make_crop_params(N, H, W, S, image, affine, mean, std, out),
+                                          stream),
+                   "crop_affine");
         }, nogil);
 
   m.def("cuda_part_visibility",

@@ -181,3 +181,24 @@ def test_bad_parameters_are_refused():
         PipelineParams(max_persons=0)
     with pytest.raises(ValueError, match="context must be >= 1.0"):
         PipelineParams(context=0.5)
+
+
+def test_crop_kernel_matches_opencv_warp_affine():
+    import cv2
+
+    from hmr_ros.kernels import KernelError, crop_affine
+    from hmr_ros.runtime.crop import crop_batch, square_geometry
+
+    img = frame(120, 160, seed=3)
+    geoms = [square_geometry(Box(10, 20, 90, 110), 48), square_geometry(Box(100, -30, 170, 60), 48)]
+    got = crop_batch(img, geoms, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
+    for g, crop in zip(geoms, got):
+        ref = cv2.warpAffine(img, g.image_to_crop(), (48, 48), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        ref = (ref / 255.0 - [0.5, 0.4, 0.3]) / [0.2, 0.25, 0.3]
+        # OpenCV quantises coordinates and weights to 1/32: compare within that
+        assert np.abs(crop.transpose(1, 2, 0) - ref).max() < 2.5 / 255 / 0.2
+    with pytest.raises(KernelError, match="image must be uint8"):
+        crop_affine(img.astype(np.float32), np.zeros((1, 2, 3)), 8, [0] * 3, [1] * 3)
+    with pytest.raises(KernelError, match=r"affines must be finite with shape \(N, 2, 3\)"):
+        crop_affine(img, np.full((1, 2, 3), np.nan), 8, [0] * 3, [1] * 3)

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "../common/crop.h"
 #include "../common/lbs.h"
 #include "../common/raster.h"
 #include "../common/uv.h"
@@ -26,6 +27,7 @@ void lbs(const LbsParams& p);
 void iuv_warp(const IuvWarpParams& p);
 void part_visibility(const PartVisibilityParams& p);
 void rasterize(const RasterParams& p);
+void crop_affine(const CropParams& p);
 
 int num_threads();
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../common/crop.h"
 #include "../common/lbs.h"
 #include "../common/uv.h"
 
@@ -37,6 +38,7 @@ std::string lbs(const LbsParams& p, float* workspace, uintptr_t stream);
 int64_t iuv_warp_workspace_floats(int B, int H, int W);
 std::string iuv_warp(const IuvWarpParams& p, float* workspace, uintptr_t stream);
 std::string part_visibility(const PartVisibilityParams& p, uintptr_t stream);
+std::string crop_affine(const CropParams& p, uintptr_t stream);
 
 }  // namespace cuda
 }  // namespace hmr

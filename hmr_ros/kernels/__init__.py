@@ -8,6 +8,7 @@ import it explicitly (``from hmr_ros.kernels import torch_ops``) so this module 
 """
 
 from ._ext import cuda_available, cuda_compiled
+from .crop import crop_affine
 from .errors import KernelError
 from .merge import kinematic_slerp, match_hypotheses
 from .rotations import (
@@ -29,6 +30,7 @@ __all__ = [
     "LbsModel",
     "axis_angle_to_matrix",
     "axis_angle_to_quaternion",
+    "crop_affine",
     "cuda_available",
     "cuda_compiled",
     "interpolate",
