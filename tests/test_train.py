@@ -163,6 +163,7 @@ def test_train_main_cli_and_checkpoint_loads_for_export(tmp_path):
     (lambda c: c["log"].update(tensorboard="yes"), "'log.tensorboard' must be true or false"),
     (lambda c: c["val"].update(modes=["best"]), "'val.modes'"),
     (lambda c: c.pop("data"), "missing section 'data'"),
+    (lambda c: c.update(teacher_forcing=1.5), r"'teacher_forcing' must be in \[0, 1\]"),
     (lambda c: c["augment"].update(flip_prob=3) if "augment" in c else c.update(
         augment={"flip_prob": 3}), "augment.flip_prob"),
 ])
@@ -222,6 +223,26 @@ def test_compute_loss_matches_plain_loss_and_groups_mixed_labels():
     partial_batch["joints3d"] = wild
     t = compute_loss(loss_fn, out, partial_batch)
     assert t["joints3d"] < 10 and torch.isfinite(t["total"])
+
+
+def test_teacher_forcing_zero_warps_the_predicted_iuv_like_inference():
+    torch.manual_seed(0)
+    cfg = VisHMRConfig(**TINY_MODEL)
+    model = VisHMR(cfg, procedural_body()).eval()
+    ctx = BuildContext(CROP, cfg.feature_size, None, train=False)
+    data = FakeSynthetic(3)
+    batch = torch.utils.data.default_collate(
+        [adapt_synthetic(data[i], ctx, np.random.default_rng(0)) for i in range(3)])
+    from hmr_ros.train import TeacherForcedVisHMR
+
+    z = model.default_z(3, generator=torch.Generator().manual_seed(0))
+    args = (batch["image"], z, batch["iuv"], batch["has_iuv"], batch["rel_rotmats"])
+    with torch.no_grad():
+        free = TeacherForcedVisHMR(model, teacher_forcing=0.0)(*args)
+        forced = TeacherForcedVisHMR(model, teacher_forcing=1.0)(*args)
+        deployed = model(batch["image"], z=z)  # no GT IUV: what inference does
+    assert torch.allclose(free["uv_features"], deployed["uv_features"], atol=1e-6)
+    assert not torch.allclose(forced["uv_features"], deployed["uv_features"], atol=1e-3)
 
 
 def test_resize_iuv_keeps_uv_defined_on_foreground():

@@ -142,6 +142,9 @@ class TrainConfig:
     seed: int = 0
     body: str = "procedural"
     device: str = "auto"
+    #: probability that a sample with GT IUV warps its features through it (the paper's
+    #: teacher forcing) instead of through the IUV head's own prediction, as at inference
+    teacher_forcing: float = 1.0
 
     def to_dict(self) -> dict:
         """Plain dict (YAML/JSON-able) that ``parse_config`` turns back into this config."""
@@ -200,7 +203,8 @@ def parse_config(data: Mapping[str, Any]) -> TrainConfig:
     for name, cls in _SECTIONS.items():
         if name in data and data[name] is not None:
             kwargs[name] = _dataclass(cls, data[name], name)
-    for name, kind in (("seed", int), ("body", str), ("device", str)):
+    for name, kind in (("seed", int), ("body", str), ("device", str),
+                       ("teacher_forcing", float)):
         if name in data:
             kwargs[name] = _coerce(data[name], kind, name)
     cfg = TrainConfig(**kwargs)
@@ -314,6 +318,8 @@ def _parse_data(section) -> DataConfig:
 
 def _check(cfg: TrainConfig) -> None:
     """Cross-field checks with messages naming the key."""
+    if not 0.0 <= cfg.teacher_forcing <= 1.0:
+        raise ConfigError(f"'teacher_forcing' must be in [0, 1], got {cfg.teacher_forcing}")
     if cfg.data.batch_size < 1:
         raise ConfigError(f"'data.batch_size' must be >= 1, got {cfg.data.batch_size}")
     if cfg.data.num_workers < 0:

@@ -62,15 +62,20 @@ class TeacherForcedVisHMR(nn.Module):
     ``gt_pose_loglik`` -- the module DDP wraps, so every trained parameter is reached through
     one ``forward`` call."""
 
-    def __init__(self, model: VisHMR) -> None:
+    def __init__(self, model: VisHMR, teacher_forcing: float = 1.0) -> None:
         super().__init__()
         self.model = model
+        self.teacher_forcing = float(teacher_forcing)
 
     def forward(self, images: Tensor, z: Tensor, gt_iuv: Tensor, has_iuv: Tensor,
                 gt_rel_rotmats: Tensor) -> Dict[str, Tensor]:
         m = self.model
         features, iuv, pooled = m.stage_a(images)
-        use_gt = has_iuv.reshape(-1, 1, 1, 1) > 0
+        forced = has_iuv > 0
+        if self.teacher_forcing < 1.0:  # the rest warp through the predicted IUV, as deployed
+            forced = forced & (torch.rand(has_iuv.shape, device=has_iuv.device)
+                               < self.teacher_forcing)
+        use_gt = forced.reshape(-1, 1, 1, 1)
         warp_iuv = torch.where(use_gt, gt_iuv.to(iuv.dtype), iuv.detach())
         uv_features = ops.iuv_warp(features, warp_iuv, m.config.uv_size, m.config.fg_threshold)
         out_b = m.stage_b(uv_features, pooled, z)
@@ -179,7 +184,7 @@ class Trainer:
         from hmr_ros.body import load_body_model
 
         self.model = VisHMR(config.model, load_body_model(config.body)).to(self.device)
-        self.net: nn.Module = TeacherForcedVisHMR(self.model)
+        self.net: nn.Module = TeacherForcedVisHMR(self.model, config.teacher_forcing)
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
