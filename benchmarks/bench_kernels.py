@@ -15,21 +15,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def _median_ms(fn, n) -> float:
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1e3
+from timing import median_ms  # noqa: E402
 
 
 def compare(name, baseline, ours, n, rounds=5, target=None):
@@ -37,8 +28,8 @@ def compare(name, baseline, ours, n, rounds=5, target=None):
     baseline(), ours()  # warm-up
     b_ms, o_ms = [], []
     for _ in range(rounds):
-        b_ms.append(_median_ms(baseline, n))
-        o_ms.append(_median_ms(ours, n))
+        b_ms.append(median_ms(baseline, n))
+        o_ms.append(median_ms(ours, n))
     b, o = statistics.median(b_ms), statistics.median(o_ms)
     ratio = b / o
     verdict = "" if target is None else (f"  target >= {target:g}x: "

@@ -11,25 +11,14 @@ between them (IUV warp) and after them (match + slerp + LBS).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def median_ms(fn, n: int) -> float:
-    fn()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1e3
+from timing import median_ms  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -69,10 +58,10 @@ def main(argv=None) -> int:
                 from hmr_ros.runtime import merge
 
                 n = max(2, args.repeats if batch == 1 else args.repeats // 2)
-                ta = median_ms(lambda: sa.run(None, {"images": crops}), n)
-                tw = median_ms(lambda: K.iuv_warp(feats, iuv, runner.atlas_size, runner.fg_threshold), n)
-                tb = median_ms(lambda: sb.run(None, {"uv_features": uv, "pooled": pooled, "z": z}), n)
-                tm = median_ms(lambda: merge(out_b, runner.lbs_model), n)
+                ta = median_ms(lambda: sa.run(None, {"images": crops}), n, warmup=True)
+                tw = median_ms(lambda: K.iuv_warp(feats, iuv, runner.atlas_size, runner.fg_threshold), n, warmup=True)
+                tb = median_ms(lambda: sb.run(None, {"uv_features": uv, "pooled": pooled, "z": z}), n, warmup=True)
+                tm = median_ms(lambda: merge(out_b, runner.lbs_model), n, warmup=True)
                 total = ta + tw + tb + tm
                 print(f"{name:<10} {batch:>5} {ta:>11.1f} {tw:>8.2f} {tb:>11.1f} {tm:>13.2f} "
                       f"{total:>9.1f} {batch * 1000 / total:>8.1f}")
