@@ -401,6 +401,9 @@ def test_part_visibility_matches_oracle(dev, B, S):
     want = O.part_visibility(occ, part_map)
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert got.shape == (B, 24)
+    # the map may already live where the occupancy is (int32: used in place, no copy)
+    on_dev = dev.get(K.part_visibility(dev.put(occ), dev.put(part_map.astype(np.int32))))
+    np.testing.assert_allclose(on_dev, want, atol=1e-6)
 
 
 def test_visibility_of_a_fully_warped_atlas_is_one():

@@ -13,7 +13,7 @@ import yaml
 from hmr_ros.body import procedural_body
 from hmr_ros.kernels import torch_ops as ops
 from hmr_ros.models import VisHMR, VisHMRConfig, VisHMRLoss, weak_perspective_project
-from hmr_ros.models.checkpoint import load_checkpoint
+from hmr_ros.models.checkpoint import CheckpointError, load_checkpoint
 from hmr_ros.train import (ConfigError, Trainer, compute_loss, lr_factor, parse_config,
                            read_scalars, register_dataset_type, resize_iuv, train_main)
 from hmr_ros.train.data import BuildContext, WeightedMixtureSampler, adapt_synthetic
@@ -164,6 +164,8 @@ def test_train_main_cli_and_checkpoint_loads_for_export(tmp_path):
     (lambda c: c["val"].update(modes=["best"]), "'val.modes'"),
     (lambda c: c.pop("data"), "missing section 'data'"),
     (lambda c: c.update(teacher_forcing=1.5), r"'teacher_forcing' must be in \[0, 1\]"),
+    (lambda c: c.update(teacher_forcing_end=-0.1), r"'teacher_forcing_end' must be in \[0, 1\]"),
+    (lambda c: c.update(teacher_forcing_steps=0), "'teacher_forcing_steps' must be >= 1"),
     (lambda c: c["augment"].update(flip_prob=3) if "augment" in c else c.update(
         augment={"flip_prob": 3}), "augment.flip_prob"),
 ])
@@ -243,6 +245,39 @@ def test_teacher_forcing_zero_warps_the_predicted_iuv_like_inference():
         deployed = model(batch["image"], z=z)  # no GT IUV: what inference does
     assert torch.allclose(free["uv_features"], deployed["uv_features"], atol=1e-6)
     assert not torch.allclose(forced["uv_features"], deployed["uv_features"], atol=1e-3)
+
+
+def test_teacher_forcing_anneals_linearly_and_the_trainer_applies_it(tmp_path):
+    cfg = parse_config(_config(teacher_forcing=0.8, teacher_forcing_end=0.2,
+                               teacher_forcing_steps=4))
+    assert [cfg.teacher_forcing_at(s) for s in (0, 2, 4, 9)] == pytest.approx([0.8, 0.5, 0.2, 0.2])
+    assert parse_config(_config(teacher_forcing=0.3)).teacher_forcing_at(7) == 0.3  # constant
+    by_schedule = parse_config(_config(teacher_forcing_end=0.0))  # span = total_steps (10)
+    assert by_schedule.teacher_forcing_at(5) == pytest.approx(0.5)
+    trainer = Trainer(cfg, tmp_path / "run", max_steps=3)
+    trainer.train()
+    assert trainer.net.teacher_forcing == pytest.approx(0.8 - 0.15 * 2)  # set before step 2
+    logged = [v for _, v in read_scalars(tmp_path / "run" / "scalars.jsonl",
+                                         "train/teacher_forcing")]
+    assert logged == pytest.approx([0.8, 0.65, 0.5])  # the share each step used
+
+
+def test_init_starts_a_new_run_from_weights_only(tmp_path):
+    cfg = parse_config(_config())
+    first = Trainer(cfg, tmp_path / "a", max_steps=2)
+    first.train()
+    trained = _weights(first.model)
+    second = Trainer(cfg, tmp_path / "b", init=str(tmp_path / "a" / "last.pt"))
+    assert second.step == 0 and second.scheduler.last_epoch == 0
+    assert not second.optimizer.state  # fresh optimiser
+    assert all(torch.equal(trained[k], v) for k, v in _weights(second.model).items())
+    with pytest.raises(ValueError, match="not both"):
+        Trainer(cfg, tmp_path / "c", resume=str(tmp_path / "a" / "last.pt"),
+                init=str(tmp_path / "a" / "last.pt"))
+    other = _config()
+    other["model"] = dict(TINY_MODEL, attn_dim=8)
+    with pytest.raises(CheckpointError, match="attn_dim"):
+        Trainer(parse_config(other), tmp_path / "d", init=str(tmp_path / "a" / "last.pt"))
 
 
 def test_resize_iuv_keeps_uv_defined_on_foreground():

@@ -49,7 +49,8 @@ def part_visibility(occupancy, atlas_part_map, num_parts: int = 24):
     """Eq. 1: ``ω_i = min(1, 2 * covered_i / total_i)`` per body part.
 
     occupancy (B, S, S) float32 (a texel counts as covered when > 0.5); atlas_part_map (S, S)
-    integer part ids, -1 where no part. Parts without texels get ω = 0. Returns (B, num_parts).
+    integer part ids, -1 where no part (a CUDA int32 map is used in place; host maps are copied
+    to the occupancy's device). Parts without texels get ω = 0. Returns (B, num_parts).
     """
     op = "part_visibility"
     occ = A.arg(op, "occupancy", occupancy, (np.float32,))
@@ -59,13 +60,17 @@ def part_visibility(occupancy, atlas_part_map, num_parts: int = 24):
     if not 1 <= num_parts <= 4096:
         raise A.KernelError(f"{op}: num_parts must be in [1, 4096], got {num_parts}")
     pm = atlas_part_map
-    if hasattr(pm, "__cuda_array_interface__") and hasattr(pm, "cpu"):
-        pm = pm.cpu()
-    pm = np.asarray(pm)
-    if pm.shape != (dims["S"], dims["S"]) or not np.issubdtype(pm.dtype, np.integer):
-        raise A.KernelError(f"{op}: atlas_part_map must be integer with shape "
-                            f"({dims['S']}, {dims['S']}), got {pm.dtype.name} {pm.shape}")
-    pm = A.to_device(occ, np.ascontiguousarray(pm, dtype=np.int32))
+    if hasattr(pm, "__cuda_array_interface__") and occ.cuda:  # already on the device: no copy
+        pma = A.arg(op, "atlas_part_map", pm, (np.int32,))
+        A.check_shape(op, "atlas_part_map", pma, ("S", "S"), dims)
+    else:
+        if hasattr(pm, "__cuda_array_interface__") and hasattr(pm, "cpu"):
+            pm = pm.cpu()
+        pm = np.asarray(pm)
+        if pm.shape != (dims["S"], dims["S"]) or not np.issubdtype(pm.dtype, np.integer):
+            raise A.KernelError(f"{op}: atlas_part_map must be integer with shape "
+                                f"({dims['S']}, {dims['S']}), got {pm.dtype.name} {pm.shape}")
+        pm = A.to_device(occ, np.ascontiguousarray(pm, dtype=np.int32))
     B, S = dims["B"], dims["S"]
     out = A.empty_like_device(occ, (B, num_parts), np.float32)
     args = (B, S, num_parts, occ.ptr, A.ptr(pm), A.ptr(out))

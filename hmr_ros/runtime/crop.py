@@ -45,14 +45,21 @@ def square_geometry(box: Box, out: int, context: float = 1.2) -> CropGeometry:
     return CropGeometry(cx, cy, max(box.width, box.height) * context, out)
 
 
-def crop_batch(image, geometries: Sequence[CropGeometry], mean, std):
+def crop_batch(image, geometries: Sequence[CropGeometry], mean, std, placement=None):
     """(N, 3, out, out) float32 crops of an RGB uint8 image, normalised ``(x/255 - mean)/std``,
     in one kernel call (``hmr_ros.kernels.crop_affine``; a CUDA image stays on the GPU).
 
+    With a device-resident ``placement`` (the runner's), the frame is uploaded once and cropped
+    on its stream, so the crops are already where stage A reads them.
     Pixels outside the image are black (0 before normalisation), like zero padding."""
     from hmr_ros.kernels import crop_affine
 
     out = geometries[0].out if geometries else 1
     affines = np.stack([g.crop_to_image() for g in geometries]) if geometries else \
         np.zeros((0, 2, 3))
-    return crop_affine(image, affines.astype(np.float32), out, mean, std)
+    affines = affines.astype(np.float32)
+    if placement is None or not placement.device_resident:
+        return crop_affine(image, affines, out, mean, std)
+    with placement.scope():
+        return crop_affine(placement.upload(image, "image", dtype=np.uint8), affines, out,
+                           mean, std)

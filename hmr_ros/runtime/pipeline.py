@@ -92,7 +92,8 @@ class FramePipeline:
             return FrameResult(header=header, timing=timing, assumed_intrinsics=intr.assumed,
                                notes=tuple(notes))
         geoms = [square_geometry(b, self.crop_size, self.params.context) for b in chosen]
-        crops = crop_batch(image, geoms, self.mean, self.std)
+        crops = crop_batch(image, geoms, self.mean, self.std,
+                           getattr(self.regressor, "placement", None))
         timing["preprocess"] = time.perf_counter() - t0
         out = self.regressor(crops, self._z[: len(chosen)], mode=self.params.mode)
         timing.update(out.get("timing", {}))

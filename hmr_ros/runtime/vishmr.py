@@ -7,7 +7,6 @@ merged mesh: stage A -> ``iuv_warp`` -> stage B -> matching + kinematic slerp + 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional, Union
 
@@ -18,13 +17,21 @@ from hmr_ros import kernels as K
 from .backends import select_backend
 from .errors import EngineError
 from .merge import merge
+from .placement import choose_placement
 
 
 class VisHMRRunner:
-    """An exported VisHMR on any backend (``select_backend`` names), with a body model."""
+    """An exported VisHMR on any backend (``select_backend`` names), with a body model.
+
+    ``device_resident`` (``auto`` | True | False): on a GPU backend (TensorRT, or the torch
+    backend on CUDA) ``auto`` keeps every intermediate on the device and on the backend's one
+    stream -- engine outputs feed the CUDA kernels and the next engine directly, and the host
+    gets the results once per call (:mod:`~hmr_ros.runtime.placement`). On CPU backends the
+    same code runs on NumPy arrays.
+    """
 
     def __init__(self, model_dir: Union[str, Path], body, backend: str = "auto",
-                 posedirs_dtype=np.float32, **backend_options):
+                 posedirs_dtype=np.float32, device_resident="auto", **backend_options):
         self.model_dir = Path(model_dir)
         self.backend = select_backend(backend, self.model_dir, **backend_options)
         self.manifest = self.backend.manifest
@@ -41,6 +48,15 @@ class VisHMRRunner:
         self.crop_size = int(self.manifest.preprocessing["crop_size"])
         self.lbs_model = K.LbsModel.from_body(body, posedirs_dtype=posedirs_dtype)
         self.part_map = body.atlas_part_map(self.atlas_size)
+        self.placement = choose_placement(self.backend, device_resident)
+        if hasattr(self.backend, "outputs_on_device"):  # TensorRT: hand over device buffers
+            self.backend.outputs_on_device = self.placement.device_resident
+        with self.placement.scope():
+            self._part_map = self.placement.upload(self.part_map, "part_map", dtype=np.int32)
+
+    @property
+    def device_resident(self) -> bool:
+        return self.placement.device_resident
 
     def default_z(self, batch: int, seed: int = 0) -> np.ndarray:
         """Hypothesis 0 at z = 0 (the mode), the others drawn from N(0, 1) with ``seed``."""
@@ -53,35 +69,45 @@ class VisHMRRunner:
         """The body's mesh for given shapes and relative rotations (compiled LBS)."""
         return self.lbs_model(betas, rel_rotmats)
 
-    def __call__(self, crops: np.ndarray, z: Optional[np.ndarray] = None,
-                 mode: str = "ks_matched") -> dict:
-        crops = np.ascontiguousarray(crops, dtype=np.float32)
+    def __call__(self, crops, z: Optional[np.ndarray] = None, mode: str = "ks_matched") -> dict:
+        """Crops (B x 3 x c x c float32; NumPy, or a device array) -> stage outputs and the
+        merged mesh as NumPy arrays, plus per-stage ``timing`` in seconds."""
         c = self.crop_size
-        if crops.ndim != 4 or crops.shape[1:] != (3, c, c):
-            raise EngineError(f"crops must have shape (B, 3, {c}, {c}), got {crops.shape}")
-        B = crops.shape[0]
+        shape = tuple(getattr(crops, "shape", np.shape(crops)))
+        if len(shape) != 4 or shape[1:] != (3, c, c):
+            raise EngineError(f"crops must have shape (B, 3, {c}, {c}), got {shape}")
+        B = shape[0]
         z = self.default_z(B) if z is None else np.ascontiguousarray(z, dtype=np.float32)
         if z.shape != (B, self.num_hypotheses, self.pose_dim):
             raise EngineError(f"z must have shape ({B}, {self.num_hypotheses}, {self.pose_dim}), "
                               f"got {z.shape}")
-        timing = {}
-        t = time.perf_counter()
-        a = self.backend.run("stage_a", {"images": crops})
-        timing["stage_a"] = time.perf_counter() - t
-        t = time.perf_counter()
-        features = np.ascontiguousarray(a["features"], dtype=np.float32)
-        iuv = np.ascontiguousarray(a["iuv"], dtype=np.float32)
-        uv = K.iuv_warp(features, iuv, self.atlas_size, self.fg_threshold)
-        timing["iuv_warp"] = time.perf_counter() - t
-        t = time.perf_counter()
-        stage_b = self.backend.run("stage_b", {"uv_features": uv, "pooled": a["pooled"], "z": z})
-        timing["stage_b"] = time.perf_counter() - t
-        t = time.perf_counter()
-        merged = merge(stage_b, self.lbs_model, mode)
-        timing["merge_lbs"] = time.perf_counter() - t
-        warped_visibility = K.part_visibility(np.ascontiguousarray(uv[:, -1]), self.part_map)
-        return {**stage_b, **merged, "iuv": iuv, "uv_visibility": warped_visibility,
-                "timing": timing}
+        put = self.placement
+        with put.scope():
+            clock = put.stopwatch()
+            images, z = put.upload(crops, "crops"), put.upload(z, "z")
+            clock.lap("upload")
+            a = {k: put.adopt(v) for k, v in self.backend.run("stage_a", {"images": images}).items()}
+            clock.lap("stage_a")
+            uv = K.iuv_warp(a["features"], a["iuv"], self.atlas_size, self.fg_threshold)
+            clock.lap("iuv_warp")
+            b = {k: put.adopt(v) for k, v in
+                 self.backend.run("stage_b", {"uv_features": uv, "pooled": a["pooled"],
+                                              "z": z}).items()}
+            clock.lap("stage_b")
+            merged = merge(b, self.lbs_model, mode)
+            clock.lap("merge_lbs")
+            occupancy = uv[:, -1]
+            occupancy = (np.ascontiguousarray(occupancy) if isinstance(occupancy, np.ndarray)
+                         else occupancy.contiguous())
+            warped_visibility = K.part_visibility(occupancy, self._part_map)
+            out = put.download({**b, **merged, "iuv": a["iuv"],
+                                "uv_visibility": warped_visibility})
+            clock.lap("download")
+        timing = clock.result()
+        if not put.device_resident:  # nothing moves: keep the host timing table as it was
+            timing.pop("upload", None), timing.pop("download", None)
+        out["timing"] = timing
+        return out
 
 
 class OrtVisHMR(VisHMRRunner):

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", default=None,
                         help="checkpoint to resume (weights, optimiser, schedule, step, data "
                              "position), e.g. OUT/last.pt")
+    parser.add_argument("--init", default=None,
+                        help="start a new run from this checkpoint's weights (fine-tuning: "
+                             "fresh optimiser, schedule and step)")
     parser.add_argument("--out", default=None,
                         help="output directory (default: runs/<config name>)")
     parser.add_argument("--max-steps", type=int, default=None,
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     out = args.out or str(Path("runs") / Path(args.config).stem)
     trainer = Trainer(config, out, resume=args.resume, max_steps=args.max_steps,
-                      device=args.device)
+                      device=args.device, init=args.init)
     try:
         metrics = trainer.train()
         if trainer.is_main:

@@ -4,6 +4,9 @@ Schema (every section optional except ``data.train``; defaults in the dataclasse
 
     seed: 0                      # seeds init, sampling, augmentation and latents
     body: procedural             # 'procedural' or the path of an SMPL .npz/.pkl (LBS, atlas)
+    teacher_forcing: 1.0         # share of samples warped through GT IUV (1.0 = the paper)
+    teacher_forcing_end: null    # if set: linear anneal to this share ...
+    teacher_forcing_steps: null  # ... at this step (default schedule.total_steps)
     device: auto                 # auto (cuda if available) | cpu | cuda | cuda:1
     model: {...}                 # hmr_ros.models.VisHMRConfig fields
     loss: {...}                  # hmr_ros.models.LossWeights fields
@@ -145,6 +148,19 @@ class TrainConfig:
     #: probability that a sample with GT IUV warps its features through it (the paper's
     #: teacher forcing) instead of through the IUV head's own prediction, as at inference
     teacher_forcing: float = 1.0
+    #: if set, the share goes linearly from ``teacher_forcing`` at step 0 to this value at
+    #: ``teacher_forcing_steps`` (default: schedule.total_steps) and stays there: the visible
+    #: branch learns on clean correspondences first, then on the IUV it will get at inference
+    teacher_forcing_end: Optional[float] = None
+    teacher_forcing_steps: Optional[int] = None
+
+    def teacher_forcing_at(self, step: int) -> float:
+        """The teacher-forcing share at optimiser step ``step``."""
+        if self.teacher_forcing_end is None:
+            return self.teacher_forcing
+        span = self.teacher_forcing_steps or self.schedule.total_steps
+        t = min(max(step / max(span, 1), 0.0), 1.0)
+        return self.teacher_forcing + t * (self.teacher_forcing_end - self.teacher_forcing)
 
     def to_dict(self) -> dict:
         """Plain dict (YAML/JSON-able) that ``parse_config`` turns back into this config."""
@@ -204,7 +220,8 @@ def parse_config(data: Mapping[str, Any]) -> TrainConfig:
         if name in data and data[name] is not None:
             kwargs[name] = _dataclass(cls, data[name], name)
     for name, kind in (("seed", int), ("body", str), ("device", str),
-                       ("teacher_forcing", float)):
+                       ("teacher_forcing", float), ("teacher_forcing_end", Optional[float]),
+                       ("teacher_forcing_steps", Optional[int])):
         if name in data:
             kwargs[name] = _coerce(data[name], kind, name)
     cfg = TrainConfig(**kwargs)
@@ -318,8 +335,13 @@ def _parse_data(section) -> DataConfig:
 
 def _check(cfg: TrainConfig) -> None:
     """Cross-field checks with messages naming the key."""
-    if not 0.0 <= cfg.teacher_forcing <= 1.0:
-        raise ConfigError(f"'teacher_forcing' must be in [0, 1], got {cfg.teacher_forcing}")
+    for name in ("teacher_forcing", "teacher_forcing_end"):
+        value = getattr(cfg, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"'{name}' must be in [0, 1], got {value}")
+    if cfg.teacher_forcing_steps is not None and cfg.teacher_forcing_steps < 1:
+        raise ConfigError(f"'teacher_forcing_steps' must be >= 1, got "
+                          f"{cfg.teacher_forcing_steps}")
     if cfg.data.batch_size < 1:
         raise ConfigError(f"'data.batch_size' must be >= 1, got {cfg.data.batch_size}")
     if cfg.data.num_workers < 0:

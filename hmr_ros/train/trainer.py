@@ -155,7 +155,8 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, out_dir, resume: Optional[str] = None,
-                 max_steps: Optional[int] = None, device: Optional[str] = None) -> None:
+                 max_steps: Optional[int] = None, device: Optional[str] = None,
+                 init: Optional[str] = None) -> None:
         self.config, self.out_dir = config, Path(out_dir)
         self.max_steps = int(max_steps if max_steps is not None else config.schedule.total_steps)
         # 1. Processes and device
@@ -221,8 +222,13 @@ class Trainer:
         # 4. State
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_metric, self.best_step = float("inf"), -1
+        if resume and init:
+            raise ValueError("give either resume (continue a run) or init (start a new run "
+                             "from a checkpoint's weights), not both")
         if resume:
             self.load(resume)
+        elif init:
+            self.load_weights(init)
         self.logger = (ScalarLogger(self.out_dir, config.log.tensorboard)
                        if self.is_main else None)
 
@@ -296,6 +302,26 @@ class Trainer:
         if "torch_rng" in ckpt:
             torch.set_rng_state(ckpt["torch_rng"].cpu())
 
+    def load_weights(self, path) -> None:
+        """Start this run from a checkpoint's weights only (fine-tuning): the optimiser,
+        schedule and step start fresh. The network sizes must match the config."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist")
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is not an hmr_ros VisHMR checkpoint")
+        ignore = ("pretrained_backbone",)
+        diff = {k: (v, ckpt["config"].get(k)) for k, v in self.config.model.to_dict().items()
+                if k not in ignore and ckpt["config"].get(k) != v}
+        if diff:
+            raise CheckpointError(f"{path}: model config differs from the training config "
+                                  f"(field: (config, checkpoint)) {diff}")
+        missing, unexpected = self.model.load_state_dict(ckpt["state_dict"], strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"{path}: weights do not fit the network (missing "
+                                  f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]})")
+
     def _checkpoint(self) -> None:
         ckpt_dir = self.out_dir / "checkpoints"
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -318,6 +344,8 @@ class Trainer:
     def train_step(self, batch: Dict[str, Tensor]) -> Dict[str, float]:
         """One optimiser step on a collated batch; returns the loss terms as floats."""
         self.net.train()
+        forced = self.net.module if hasattr(self.net, "module") else self.net  # DDP wraps it
+        forced.teacher_forcing = self.config.teacher_forcing_at(self.step)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()
                  if isinstance(v, Tensor)}
         out = self.net(batch["image"], self._latents(batch["image"].shape[0]), batch["iuv"],
@@ -333,6 +361,7 @@ class Trainer:
         self.step += 1
         values = {k: float(v.detach()) for k, v in terms.items()}
         values["grad_norm"] = float(norm)
+        values["teacher_forcing"] = forced.teacher_forcing
         return values
 
     def train(self) -> Dict[str, float]:

@@ -117,7 +117,11 @@ def select_backend(name: str = "auto", model_dir: Union[str, Path, None] = None,
         if model is None:
             raise EngineError("the torch backend runs an in-memory model: pass model=VisHMR "
                               "(e.g. hmr_ros.models.checkpoint.load_checkpoint(path))")
-        return cls(model, **kwargs)
+        if manifest is None and model_dir is not None:  # the export of this model, for runners
+            from .ort import load_manifest
+
+            manifest = load_manifest(model_dir)
+        return cls(model, manifest=manifest, **kwargs)
     if model_dir is None:
         raise EngineError(f"backend '{name}' needs model_dir (an exported model directory)")
     return cls(model_dir, manifest=manifest, **kwargs)

@@ -29,11 +29,13 @@ class TorchBackend(BackendBase):
     ``eval_mode=True`` (default) puts the model in eval mode: training-mode BatchNorm would use
     batch statistics and not match the exported graphs. NumPy feeds give NumPy outputs; when
     every feed is a torch tensor, outputs stay torch tensors on the model's device.
+    ``manifest``: the model's export manifest, when a runner needs it (preprocessing, heads).
     """
 
     name = "torch"
 
-    def __init__(self, model, device: Optional[str] = None, eval_mode: bool = True):
+    def __init__(self, model, device: Optional[str] = None, eval_mode: bool = True,
+                 manifest=None):
         import torch
 
         from hmr_ros.kernels import torch_ops
@@ -46,6 +48,7 @@ class TorchBackend(BackendBase):
         if eval_mode:
             self.model.eval()
         self._torch = torch
+        self.manifest = manifest
         param = next(self.model.parameters(), None)
         self.device = param.device if param is not None else torch.device("cpu")
         cfg = self.model.config
