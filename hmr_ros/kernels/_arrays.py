@@ -14,7 +14,6 @@ import numpy as np
 
 from ._ext import cuda_compiled
 from .errors import KernelError
-from .errors import KernelError
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ trained with, so ``hmr-ros export`` and the runtime rebuild exactly the trained 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 FORMAT = "hmr_ros.vishmr/1"
 
