@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from hmr_ros import cli
 from hmr_ros.body import procedural_body
-from hmr_ros.models.checkpoint import load_checkpoint, save_checkpoint
+from hmr_ros.models.checkpoint import load_checkpoint
 from hmr_ros.runtime import EngineError, VisHMRRunner
 from hmr_ros.runtime.merge import merge
 from hmr_ros.runtime.pipeline import FramePipeline, PipelineParams
 from hmr_ros.runtime.boxes import Box
 from hmr_ros.runtime.placement import (CudaPlacement, HostPlacement, array_ops,
                                        choose_placement)
-from tiny_vishmr import tiny_vishmr
+from tiny_vishmr import export_tiny
 
 OUTPUT_KEYS = ("abs_vis", "omega", "hyp_rel", "hyp_loglik", "betas", "cam", "rel_rotmats",
                "abs_rotmats", "best", "vertices", "joints", "iuv", "uv_visibility")
@@ -29,12 +28,7 @@ def body():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, body):
-    net = tiny_vishmr(body=body)
-    root = tmp_path_factory.mktemp("placement")
-    save_checkpoint(root / "tiny.pt", net)
-    assert cli.main(["export", "--model", "vishmr", "--checkpoint", str(root / "tiny.pt"),
-                     "--out", str(root / "onnx")]) == 0
-    return root
+    return export_tiny(tmp_path_factory.mktemp("placement"), body)
 
 
 def _crops(runner, batch=3, seed=0):

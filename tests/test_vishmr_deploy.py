@@ -15,9 +15,9 @@ from hmr_ros import cli
 from hmr_ros.body import procedural_body
 from hmr_ros.export import Manifest, check_tensorrt_compat
 from hmr_ros.models import MERGE_MODES, STAGE_A_OUTPUTS, STAGE_B_OUTPUTS
-from hmr_ros.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hmr_ros.models.checkpoint import CheckpointError, load_checkpoint
 from hmr_ros.runtime import EngineError, OrtVisHMR
-from tiny_vishmr import TINY, tiny_vishmr
+from tiny_vishmr import TINY, export_tiny
 
 
 
@@ -29,11 +29,7 @@ def body():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, body):
     """A tiny VisHMR with non-trivial weights, saved, exported through the CLI."""
-    net = tiny_vishmr(body=body)
-    root = tmp_path_factory.mktemp("vishmr")
-    save_checkpoint(root / "tiny.pt", net)
-    assert cli.main(["export", "--model", "vishmr", "--checkpoint", str(root / "tiny.pt"),
-                     "--out", str(root / "onnx")]) == 0
+    root = export_tiny(tmp_path_factory.mktemp("vishmr"), body)
     model = load_checkpoint(root / "tiny.pt").freeze_for_export()
     return model, root
 

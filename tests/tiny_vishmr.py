@@ -4,10 +4,14 @@ non-trivial."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from hmr_ros import cli
 from hmr_ros.body import procedural_body
 from hmr_ros.models import VisHMR, VisHMRConfig
+from hmr_ros.models.checkpoint import save_checkpoint
 
 TINY = VisHMRConfig(backbone="resnet18", crop_size=64, uv_size=16, num_hypotheses=3,
                     deconv_channels=32, attn_dim=32, attn_heads=2, attn_layers=1,
@@ -24,3 +28,12 @@ def tiny_vishmr(seed: int = 0, body=None) -> VisHMR:
         for p in net.flow.parameters():
             p.add_(0.05 * torch.randn_like(p) / (p.shape[-1] ** 0.5 if p.dim() == 2 else 1))
     return net.eval()
+
+
+def export_tiny(root: Path, body=None) -> Path:
+    """``tiny_vishmr`` saved as ``root/tiny.pt`` and exported through the CLI to ``root/onnx``."""
+    net = tiny_vishmr(body=body)
+    save_checkpoint(root / "tiny.pt", net)
+    assert cli.main(["export", "--model", "vishmr", "--checkpoint", str(root / "tiny.pt"),
+                     "--out", str(root / "onnx")]) == 0
+    return root

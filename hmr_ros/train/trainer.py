@@ -272,19 +272,24 @@ class Trainer:
         os.replace(tmp, path)
         return path
 
-    def load(self, path) -> None:
-        """Resume from a checkpoint written by ``save``: weights, optimiser, schedule, position."""
-        path = Path(path)
+    def _read_checkpoint(self, path: Path, ignore) -> dict:
+        """A checkpoint of this package whose network sizes match the config (but ``ignore``)."""
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} does not exist")
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
         if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not an hmr_ros VisHMR checkpoint")
         diff = {k: (v, ckpt["config"].get(k)) for k, v in self.config.model.to_dict().items()
-                if ckpt["config"].get(k) != v}
+                if k not in ignore and ckpt["config"].get(k) != v}
         if diff:
             raise CheckpointError(f"{path}: model config differs from the training config "
                                   f"(field: (config, checkpoint)) {diff}")
+        return ckpt
+
+    def load(self, path) -> None:
+        """Resume from a checkpoint written by ``save``: weights, optimiser, schedule, position."""
+        path = Path(path)
+        ckpt = self._read_checkpoint(path, ignore=())
         self.model.load_state_dict(ckpt["state_dict"])
         if "optimizer" not in ckpt or "step" not in ckpt:
             raise CheckpointError(f"{path} holds weights only (no optimiser state/step): it "
@@ -306,17 +311,7 @@ class Trainer:
         """Start this run from a checkpoint's weights only (fine-tuning): the optimiser,
         schedule and step start fresh. The network sizes must match the config."""
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} does not exist")
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-            raise CheckpointError(f"{path} is not an hmr_ros VisHMR checkpoint")
-        ignore = ("pretrained_backbone",)
-        diff = {k: (v, ckpt["config"].get(k)) for k, v in self.config.model.to_dict().items()
-                if k not in ignore and ckpt["config"].get(k) != v}
-        if diff:
-            raise CheckpointError(f"{path}: model config differs from the training config "
-                                  f"(field: (config, checkpoint)) {diff}")
+        ckpt = self._read_checkpoint(path, ignore=("pretrained_backbone",))
         missing, unexpected = self.model.load_state_dict(ckpt["state_dict"], strict=False)
         if missing or unexpected:
             raise CheckpointError(f"{path}: weights do not fit the network (missing "
