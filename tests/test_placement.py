@@ -75,6 +75,27 @@ def test_merge_array_ops_match_numpy_and_torch():
 
 # --- on a GPU: the device-resident path ------------------------------------------------------
 
+@pytest.fixture
+def exact_fp32():
+    """GPU convolutions and matmuls in full fp32 (TF32 off), so the GPU matches the CPU."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _assert_close_where_same_hypothesis(a, b, mode):
+    """GPU vs CPU: the chosen hypothesis is discrete (a near-tie may flip), so compare the
+    meshes of the rows where both chose the same one, and require most rows to agree."""
+    same = a["best"] == b["best"]
+    assert same.mean() >= 0.75, (mode, a["best"], b["best"])
+    for key in OUTPUT_KEYS:
+        assert isinstance(a[key], np.ndarray), key
+        x, y = (a[key][same], b[key][same]) if key in ("rel_rotmats", "abs_rotmats", "vertices",
+                                                        "joints") else (a[key], b[key])
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=2e-3, err_msg=f"{mode} {key}")
+
+
 def _cuda_runner(exported, body, **kw):
     model = load_checkpoint(exported / "tiny.pt")
     return VisHMRRunner(exported / "onnx", body, backend="torch", model=model, device="cuda",
@@ -99,19 +120,18 @@ class _DeviceFeedsOnly:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("side_stream", [False, True])
-def test_device_resident_runner_matches_the_host_path(exported, body, side_stream):
+def test_device_resident_runner_matches_the_host_path(exported, body, side_stream, exact_fp32):
     host = VisHMRRunner(exported / "onnx", body, backend="onnxruntime")
     dev = _cuda_runner(exported, body)
     assert dev.device_resident
     if side_stream:  # an external stream, as the TensorRT backend hands over
+        torch.cuda.synchronize()  # the part map was uploaded on the previous stream
         dev.placement = CudaPlacement(0, torch.cuda.Stream().cuda_stream)
     dev.backend = _DeviceFeedsOnly(dev.backend)
     crops = _crops(host, batch=4, seed=3)
     for mode in ("ks_matched", "visible", "global", "ks_highest"):
         a, b = dev(crops, mode=mode), host(crops, mode=mode)
-        for key in OUTPUT_KEYS:
-            assert isinstance(a[key], np.ndarray), key
-            np.testing.assert_allclose(a[key], b[key], atol=2e-3, err_msg=f"{mode} {key}")
+        _assert_close_where_same_hypothesis(a, b, mode)
     assert dev.backend.fed[:2] == ["stage_a", "stage_b"]
     assert set(a["timing"]) >= {"upload", "stage_a", "iuv_warp", "stage_b", "merge_lbs",
                                 "download"}
@@ -119,7 +139,7 @@ def test_device_resident_runner_matches_the_host_path(exported, body, side_strea
 
 
 @pytest.mark.gpu
-def test_device_resident_pipeline_crops_on_the_gpu(exported, body):
+def test_device_resident_pipeline_crops_on_the_gpu(exported, body, exact_fp32):
     host = FramePipeline(VisHMRRunner(exported / "onnx", body, backend="onnxruntime"),
                          PipelineParams(track=False))
     dev = FramePipeline(_cuda_runner(exported, body), PipelineParams(track=False))
@@ -128,12 +148,14 @@ def test_device_resident_pipeline_crops_on_the_gpu(exported, body):
     a, b = dev.process(image, boxes=boxes), host.process(image, boxes=boxes)
     assert a.skipped is None and len(a.persons) == len(b.persons) == 2
     for pa, pb in zip(a.persons, b.persons):
-        np.testing.assert_allclose(pa.vertices, pb.vertices, atol=5e-3)
+        if pa.hypothesis != pb.hypothesis:  # a near-tie flipped (see above)
+            continue
+        np.testing.assert_allclose(pa.vertices, pb.vertices, rtol=1e-3, atol=5e-3)
         np.testing.assert_allclose(pa.visibility, pb.visibility, atol=2e-3)
 
 
 @pytest.mark.gpu
-def test_merge_runs_on_cuda_tensors(exported, body):
+def test_merge_runs_on_cuda_tensors(exported, body, exact_fp32):
     runner = VisHMRRunner(exported / "onnx", body, backend="onnxruntime")
     crops = _crops(runner)
     stage_a = runner.backend.run("stage_a", {"images": crops})
@@ -146,5 +168,7 @@ def test_merge_runs_on_cuda_tensors(exported, body):
     on_dev = merge({k: torch.as_tensor(v, device="cuda") for k, v in stage_b.items()},
                    runner.lbs_model)
     assert on_dev["vertices"].is_cuda
+    # same stage outputs in, so the same hypothesis and mesh out (up to float rounding)
     for key in ("rel_rotmats", "vertices", "joints", "best"):
-        np.testing.assert_allclose(on_dev[key].cpu().numpy(), on_host[key], atol=1e-3)
+        np.testing.assert_allclose(on_dev[key].cpu().numpy(), on_host[key], rtol=1e-4,
+                                   atol=1e-4)

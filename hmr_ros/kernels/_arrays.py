@@ -147,13 +147,17 @@ def empty_like_device(like: Arg, shape, dtype, zero: bool = False):
 
 
 def to_device(like: Arg, host: np.ndarray):
-    """Copies a small host array to ``like``'s device (used for parents and part maps)."""
+    """Copies a small host array to ``like``'s device (parents, part maps, crop affines) on the
+    current stream. torch: through pinned memory, non-blocking, so the host does not wait for
+    the work queued before it (``torch.as_tensor(..., device=cuda)`` would synchronise the
+    stream); torch's caching host allocator keeps the pinned block until the copy is done."""
     if not like.cuda:
         return host
     if _library(like.obj) == "torch":
         import torch
 
-        return torch.as_tensor(host, device=like.obj.device)
+        pinned = torch.from_numpy(np.ascontiguousarray(host)).pin_memory()
+        return pinned.to(like.obj.device, non_blocking=True)
     import cupy
 
     with cupy.cuda.Device(like.obj.device.id):

@@ -86,6 +86,7 @@ class CudaPlacement:
         self.stream = (torch.cuda.ExternalStream(int(stream_handle), device=self.device)
                        if stream_handle is not None else torch.cuda.current_stream(self.device))
         self._pinned: Dict[tuple, object] = {}
+        self._uploaded: Dict[str, object] = {}  # staging buffer -> event of its last H2D copy
 
     def scope(self):
         """Makes the stream current: kernels and torch ops in the block run on it."""
@@ -111,22 +112,33 @@ class CudaPlacement:
             return self.adopt(array)
         host = np.ascontiguousarray(array, dtype=dtype)
         tdtype = torch.from_numpy(host[:0].copy()).dtype
+        done = self._uploaded.get(name)
+        if done is not None:  # the previous copy out of this staging buffer must have finished
+            done.synchronize()
         staging = self._pinned_buffer(("up", name), host.shape, tdtype)
         staging.copy_(torch.from_numpy(host))
         out = torch.empty(host.shape, dtype=tdtype, device=self.device)
         out.copy_(staging, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(self.stream)
+        self._uploaded[name] = event
         return out
 
     def adopt(self, value):
         """A backend output (DeviceArray, torch tensor, any ``__cuda_array_interface__``) as a
-        torch CUDA tensor, without a copy."""
+        torch CUDA tensor, without a copy; the stream waits for the array's producer stream
+        when the interface names another one (torch itself ignores that field)."""
         torch = self._torch
-        if isinstance(value, torch.Tensor):
-            if not value.is_cuda:
-                raise EngineError("device-resident inference got a host tensor from the backend")
+        if isinstance(value, torch.Tensor) and value.is_cuda:
             return value.contiguous()
         if hasattr(value, "__cuda_array_interface__"):
+            producer = value.__cuda_array_interface__.get("stream")
+            if producer not in (None, self.stream.cuda_stream):  # written on another stream
+                self.stream.wait_stream(torch.cuda.ExternalStream(int(producer),
+                                                                  device=self.device))
             return torch.as_tensor(value, device=self.device)
+        if getattr(value, "size", None) == 0:  # batch 0 (TensorRT answers with host zeros)
+            return self.upload(np.asarray(value), "empty", dtype=np.asarray(value).dtype)
         raise EngineError(f"device-resident inference got a host array "
                           f"({type(value).__name__}) from the backend: it must return device "
                           "arrays (TensorRT: outputs_on_device=True)")

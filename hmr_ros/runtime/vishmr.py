@@ -7,6 +7,7 @@ merged mesh: stage A -> ``iuv_warp`` -> stage B -> matching + kinematic slerp + 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Optional, Union
 
@@ -48,6 +49,7 @@ class VisHMRRunner:
         self.crop_size = int(self.manifest.preprocessing["crop_size"])
         self.lbs_model = K.LbsModel.from_body(body, posedirs_dtype=posedirs_dtype)
         self.part_map = body.atlas_part_map(self.atlas_size)
+        self._lock = threading.Lock()  # one call at a time: engine contexts, staging buffers
         self.placement = choose_placement(self.backend, device_resident)
         if hasattr(self.backend, "outputs_on_device"):  # TensorRT: hand over device buffers
             self.backend.outputs_on_device = self.placement.device_resident
@@ -82,7 +84,7 @@ class VisHMRRunner:
             raise EngineError(f"z must have shape ({B}, {self.num_hypotheses}, {self.pose_dim}), "
                               f"got {z.shape}")
         put = self.placement
-        with put.scope():
+        with self._lock, put.scope():
             clock = put.stopwatch()
             images, z = put.upload(crops, "crops"), put.upload(z, "z")
             clock.lap("upload")

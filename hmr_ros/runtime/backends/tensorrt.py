@@ -13,8 +13,10 @@ buffer of the same size; all are allocated once, at start-up, so ``run`` never a
 Streams: everything is enqueued on :attr:`TensorRTBackend.stream`. Kernels that consume device
 outputs should run on that stream too (``stream_handle``; in torch
 ``torch.cuda.ExternalStream(backend.stream_handle)``), then no synchronisation is needed between
-stages. Device inputs produced on another stream (their ``__cuda_array_interface__`` names it)
-are waited for with a context synchronise: correct, but slower than sharing the stream.
+stages. Device inputs produced on another stream that their ``__cuda_array_interface__`` names
+(CuPy, numba) are waited for with a context synchronise: correct, but slower than sharing the
+stream. torch tensors do not name their stream (interface version 2): produce them on this
+stream (:class:`~hmr_ros.runtime.placement.CudaPlacement` does) or synchronise first.
 
 Outputs: NumPy copies by default (the stream is synchronised); with ``outputs_on_device=True``,
 :class:`~hmr_ros.runtime.cuda_context.DeviceArray` views of the backend's buffers, valid until the
