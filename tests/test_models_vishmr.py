@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -217,7 +218,7 @@ def test_loss_terms_and_weighted_total(model):
                "betas": torch.randn(2, 10, generator=gen)}
     weights = LossWeights()
     terms = VisHMRLoss(weights)(out, targets)
-    names = ["iuv_fg", "iuv_uv", "abs_pose", "visibility", "exp_pose", "nll", "joints3d",
+    names = ["iuv_part", "iuv_uv", "abs_pose", "visibility", "exp_pose", "nll", "joints3d",
              "keypoints2d", "betas", "betas_prior"]
     assert list(terms) == names + ["total"]
     total = sum(getattr(weights, n) * terms[n] for n in names)
@@ -270,3 +271,27 @@ def test_visibility_ground_truth_follows_eq1(model):
     torch.testing.assert_close(agree, omega)
     wrong = visibility_ground_truth(iuv, part_map, part_labels=torch.full((1, 16, 16), 7))
     assert wrong.abs().max() == 0
+
+
+def test_iuv_head_atlas_round_trip_through_parts_and_chart_coordinates(body, model):
+    """GT atlas IUV -> (part, chart-local uv) -> the head's to_atlas gives it back: the loss
+    targets and the deployed IUV describe the same correspondence."""
+    from hmr_ros.models.losses import atlas_to_charts
+
+    net = model
+    rng = np.random.default_rng(0)
+    uv = body.uv_atlas().uv[rng.integers(0, body.num_vertices, 64)]  # atlas coords of vertices
+    iuv = torch.ones(1, 3, 8, 8)
+    iuv[0, 1:] = torch.from_numpy(uv.T.reshape(2, 8, 8).astype(np.float32))
+    iuv[0, 0, 0, :3] = 0.0  # three background pixels
+    label, local = atlas_to_charts(iuv, 24)
+    assert (label[0, 0, :3] == 0).all() and (label[0].flatten()[3:] > 0).all()
+    logits = torch.full((1, 25, 8, 8), -10.0).scatter(1, label[:, None], 10.0)
+    p = 24
+    part_uv = torch.zeros(1, 2 * p, 8, 8)
+    idx = (label - 1).clamp_min(0)[:, None]
+    part_uv.scatter_(1, idx, local[:, :1]).scatter_(1, idx + p, local[:, 1:])
+    back = net.iuv_head.to_atlas(logits, part_uv)
+    fg = label[0] > 0
+    assert torch.allclose(back[0, 1:, fg], iuv[0, 1:, fg], atol=1e-5)
+    assert (back[0, 0, fg] > 0.99).all() and (back[0, 0, ~fg] < 0.01).all()

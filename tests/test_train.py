@@ -107,7 +107,7 @@ def test_two_steps_write_checkpoint_scalars_and_resume_exactly(tmp_path):
     records = read_scalars(tmp_path / "run" / "scalars.jsonl")
     steps = [r["step"] for r in records if "train/total" in r]
     assert steps == [1, 2]
-    assert {"train/lr", "train/iuv_fg", "train/nll", "train/joints3d"} <= set(records[0])
+    assert {"train/lr", "train/iuv_part", "train/nll", "train/joints3d"} <= set(records[0])
     assert any("val/ks_matched/pa_mpjpe" in r for r in records)
     pytest.importorskip("tensorboard")
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
@@ -215,7 +215,7 @@ def test_compute_loss_matches_plain_loss_and_groups_mixed_labels():
     mixed_terms = compute_loss(loss_fn, out, mixed)
     half = loss_fn({k: v[:2] for k, v in out.items()},
                    {"iuv": batch["iuv"][:2], "keypoints2d": batch["keypoints2d"][:2]})
-    assert torch.allclose(mixed_terms["iuv_fg"], 0.5 * half["iuv_fg"], atol=1e-6)
+    assert torch.allclose(mixed_terms["iuv_part"], 0.5 * half["iuv_part"], atol=1e-6)
     assert torch.allclose(mixed_terms["exp_pose"], plain["exp_pose"], atol=1e-6)
     # partial 3D joints: masked term, unlabelled joints ignored
     partial_batch = dict(batch, joints3d_conf=torch.ones(4, 24))

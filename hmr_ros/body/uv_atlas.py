@@ -24,7 +24,8 @@ from .skeleton import bone_axes, cross_section_frames
 if TYPE_CHECKING:
     from .model import BodyModel
 
-__all__ = ["GRID", "MARGIN", "UVAtlas", "build_uv_atlas", "atlas_part_map", "texel_index"]
+__all__ = ["GRID", "MARGIN", "UVAtlas", "build_uv_atlas", "atlas_part_map", "texel_index",
+           "chart_placement"]
 
 GRID = 5  #: cells per side of the atlas grid
 MARGIN = 0.1  #: empty border on each side of a chart, as a fraction of its cell
@@ -110,6 +111,13 @@ def build_uv_atlas(model: "BodyModel") -> UVAtlas:
 def atlas_part_map(model: "BodyModel", size: int) -> np.ndarray:
     """Part id per texel of the model's size x size atlas, -1 where empty (cached)."""
     return model.atlas_part_map(size)
+
+
+def chart_placement(num_parts: int = 24):
+    """Where each part's chart sits in the atlas: ``atlas_uv = offsets[part] + scale * local``
+    for chart-local coordinates in [0, 1]^2. Returns (offsets num_parts x 2, scale)."""
+    offsets = (_cell_origin(np.arange(num_parts)) + MARGIN) / GRID
+    return offsets, (1 - 2 * MARGIN) / GRID
 
 
 def _cell_origin(part: np.ndarray) -> np.ndarray:

@@ -20,13 +20,24 @@ IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
 class IUVHead(nn.Module):
-    """SimpleBaseline deconvs from stride 32 to stride 4, then a 1x1 conv to sigmoid IUV.
+    """SimpleBaseline deconvs from stride 32 to stride 4, then DensePose-style dense
+    correspondence: per pixel a part classification (background + 24 parts) and per-part chart
+    coordinates, combined into the body atlas's (I, U, V).
 
-    Returns ``F_img`` (B x C x H/4 x W/4, the features the visible branch warps to UV space) and
-    ``IUV`` (B x 3 x H/4 x W/4): I = foreground probability, U, V in [0, 1] of the body's atlas.
+    Why per part and not one (U, V) regression: the atlas puts the 24 charts side by side on a
+    grid, so the atlas coordinates jump at every part boundary; a single regressor averages
+    across the jump and lands between charts (wrong part, garbage texel). Classifying the part
+    and regressing its chart-local (u, v) is smooth everywhere, as in DensePose.
+
+    Returns ``F_img`` (B x C x H/4 x W/4, the features the visible branch warps to UV space),
+    ``IUV`` (B x 3 x H/4 x W/4: I = foreground probability 1 - p(background), U, V in [0, 1] of
+    the atlas: the most likely part's chart, placed by ``chart_scale``/``chart_offsets``) and the
+    raw outputs for the loss: ``part_logits`` (B x (P+1) x h x w, 0 = background) and
+    ``part_uv`` (B x 2P x h x w, chart-local u of every part, then v of every part, in [0, 1]).
     """
 
-    def __init__(self, in_channels: int, channels: int = 256, num_deconv: int = 3) -> None:
+    def __init__(self, in_channels: int, channels: int = 256, num_deconv: int = 3,
+                 chart_offsets=None, chart_scale: float = 1.0) -> None:
         super().__init__()
         layers = []
         for k in range(num_deconv):
@@ -37,11 +48,32 @@ class IUVHead(nn.Module):
                 nn.ReLU(inplace=True),
             ]
         self.deconv = nn.Sequential(*layers)
-        self.out = nn.Conv2d(channels, 3, kernel_size=1)
+        if chart_offsets is None:  # P x 2 atlas position of each part's chart (local 0 -> here)
+            raise ValueError("IUVHead needs the atlas's chart_offsets (P x 2) and chart_scale")
+        offsets = torch.as_tensor(chart_offsets, dtype=torch.float32)
+        self.num_parts = int(offsets.shape[0])
+        self.register_buffer("chart_offsets", offsets, persistent=False)
+        self.chart_scale = float(chart_scale)
+        self.classifier = nn.Conv2d(channels, self.num_parts + 1, kernel_size=1)
+        self.chart_uv = nn.Conv2d(channels, 2 * self.num_parts, kernel_size=1)
 
-    def forward(self, layer4: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, layer4: Tensor):
         features = self.deconv(layer4)
-        return features, torch.sigmoid(self.out(features))
+        logits = self.classifier(features)  # B x (P+1) x h x w
+        part_uv = torch.sigmoid(self.chart_uv(features))  # B x 2P x h x w
+        return features, self.to_atlas(logits, part_uv), logits, part_uv
+
+    def to_atlas(self, logits: Tensor, part_uv: Tensor) -> Tensor:
+        """(part logits, per-part chart uv) -> atlas IUV of the most likely part (no gradient
+        through the choice: the warp is an index operation anyway)."""
+        p = self.num_parts
+        fg = 1.0 - torch.softmax(logits, dim=1)[:, :1]  # B x 1 x h x w
+        part = logits[:, 1:].argmax(dim=1, keepdim=True)  # B x 1 x h x w
+        u = torch.gather(part_uv[:, :p], 1, part)
+        v = torch.gather(part_uv[:, p:], 1, part)
+        origin = self.chart_offsets[part[:, 0]].permute(0, 3, 1, 2)  # B x 2 x h x w
+        return torch.cat([fg, origin[:, :1] + self.chart_scale * u,
+                          origin[:, 1:] + self.chart_scale * v], dim=1)
 
 
 class PartLinear(nn.Module):

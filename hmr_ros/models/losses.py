@@ -6,9 +6,10 @@ images, no IUV renders) train the heads they can.
 
 Terms and their definitions:
 
-* ``iuv_fg``: binary cross-entropy of the predicted I vs the GT foreground (BCE rather than the
-  paper's L2 on this channel: I is a probability, BCE gives it useful gradients when saturated);
-* ``iuv_uv``: L2 of (U, V) on GT-foreground pixels only (U, V are undefined on background);
+* ``iuv_part``: cross-entropy of the IUV head's per-pixel part classification (background + 24
+  parts; DensePose's "I"), the GT part read off the GT atlas (U, V);
+* ``iuv_uv``: L2 of the chart-local (u, v) of the GT part, on GT-foreground pixels only (U, V
+  are undefined on background);
 * ``abs_pose``: L1 between the visible head's absolute rotation matrices and the GT absolute
   rotations (eq. 2, "SMPL-abs"), all parts;
 * ``visibility``: L1 between ω and the GT visibility of eq. 1;
@@ -35,11 +36,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hmr_ros.body.constants import NUM_JOINTS, PARENTS
+from hmr_ros.body.uv_atlas import GRID, MARGIN
 from hmr_ros.kernels import torch_ops as ops
 
 from .camera import weak_perspective_project
 
-__all__ = ["LossWeights", "VisHMRLoss", "visibility_ground_truth"]
+__all__ = ["LossWeights", "VisHMRLoss", "atlas_to_charts", "visibility_ground_truth"]
 
 _PARENTS = [int(p) for p in PARENTS]
 
@@ -48,7 +50,7 @@ _PARENTS = [int(p) for p in PARENTS]
 class LossWeights:
     """λ of each term (0 disables it). Defaults balance the terms' typical magnitudes."""
 
-    iuv_fg: float = 1.0
+    iuv_part: float = 1.0
     iuv_uv: float = 1.0
     abs_pose: float = 1.0
     visibility: float = 1.0
@@ -81,10 +83,15 @@ class VisHMRLoss(nn.Module):
         rel_gt, abs_gt = _gt_rotations(targets)
         # 1. Eq. 2: IUV, absolute pose, visibility
         if "iuv" in targets:
-            gt_iuv, iuv = targets["iuv"], outputs["iuv"]
-            fg = (gt_iuv[:, :1] > self.fg_threshold).to(iuv.dtype)  # B x 1 x h x w
-            terms["iuv_fg"] = F.binary_cross_entropy(iuv[:, :1], fg)
-            sq = ((iuv[:, 1:] - gt_iuv[:, 1:]) ** 2 * fg).sum()
+            logits, part_uv = outputs["part_logits"], outputs["part_uv"]
+            label, local = atlas_to_charts(targets["iuv"], logits.shape[1] - 1,
+                                           self.fg_threshold)
+            terms["iuv_part"] = F.cross_entropy(logits, label)
+            fg = label > 0  # B x h x w
+            p = logits.shape[1] - 1
+            index = (label - 1).clamp_min(0)[:, None]  # B x 1 x h x w
+            pred = torch.cat([part_uv[:, :p].gather(1, index), part_uv[:, p:].gather(1, index)], 1)
+            sq = ((pred - local) ** 2 * fg[:, None]).sum()
             terms["iuv_uv"] = sq / (2 * fg.sum()).clamp_min(1)
         if abs_gt is not None:
             terms["abs_pose"] = (outputs["abs_vis"] - abs_gt).abs().mean()
@@ -115,6 +122,22 @@ class VisHMRLoss(nn.Module):
         weights = self.weights.to_dict()
         terms["total"] = sum(weights[name] * value for name, value in terms.items())
         return terms
+
+
+def atlas_to_charts(iuv: Tensor, num_parts: int, fg_threshold: float = 0.5):
+    """GT atlas IUV (B x 3 x h x w) -> (part label B x h x w: 0 = background, 1 + part id;
+    chart-local (u, v) B x 2 x h x w), inverting ``uv_atlas.chart_placement``: the part is the
+    atlas cell the (U, V) falls in (cells past ``num_parts`` count as background)."""
+    g = float(GRID)
+    col = (iuv[:, 1] * g).floor().clamp(0, g - 1)
+    row = (iuv[:, 2] * g).floor().clamp(0, g - 1)
+    part = (row * g + col).long()
+    fg = (iuv[:, 0] > fg_threshold) & (part < num_parts)
+    label = torch.where(fg, part + 1, torch.zeros_like(part))
+    scale = 1 - 2 * MARGIN
+    local = torch.stack([(iuv[:, 1] * g - col - MARGIN) / scale,
+                         (iuv[:, 2] * g - row - MARGIN) / scale], 1).clamp(0, 1)
+    return label, local
 
 
 def _gt_rotations(targets: Dict[str, Tensor]):

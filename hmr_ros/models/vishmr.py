@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from hmr_ros.body.constants import NUM_JOINTS, PARENTS
+from hmr_ros.body.uv_atlas import chart_placement
 from hmr_ros.kernels import torch_ops as ops
 
 from .backbones import IMAGE_MEAN, IMAGE_STD, RESNET_SPECS, resnet  # noqa: F401
@@ -110,7 +111,9 @@ class VisHMR(nn.Module):
         # 1. Stage A: backbone + IUV head
         self.backbone = resnet(config.backbone, config.pretrained_backbone)
         context_dim = self.backbone.out_channels
-        self.iuv_head = IUVHead(context_dim, config.deconv_channels, config.num_deconv)
+        offsets, scale = chart_placement(NUM_JOINTS)
+        self.iuv_head = IUVHead(context_dim, config.deconv_channels, config.num_deconv,
+                                chart_offsets=offsets, chart_scale=scale)
         # 2. Stage B: visible head, flow, shape/camera head
         self.visible_head = VisibleHead(
             config.uv_channels, config.uv_size, dim=config.attn_dim, heads=config.attn_heads,
@@ -137,9 +140,16 @@ class VisHMR(nn.Module):
     def stage_a(self, images: Tensor):
         """B x 3 x Hc x Wc (RGB, ``(x/255 - IMAGE_MEAN) / IMAGE_STD``) -> (F_img B x 256 x Hc/4 x Wc/4,
         IUV B x 3 x Hc/4 x Wc/4, pooled context B x C_pool)."""
+        features, iuv, pooled, _ = self.stage_a_train(images)
+        return features, iuv, pooled
+
+    def stage_a_train(self, images: Tensor):
+        """``stage_a`` plus the IUV head's raw outputs for its loss: (features, IUV, pooled,
+        {"part_logits", "part_uv"})."""
         layer4 = self.backbone(images)
-        features, iuv = self.iuv_head(layer4)
-        return features, iuv, layer4.mean(dim=(2, 3))
+        features, iuv, logits, part_uv = self.iuv_head(layer4)
+        return features, iuv, layer4.mean(dim=(2, 3)), {"part_logits": logits,
+                                                        "part_uv": part_uv}
 
     def stage_b(self, uv_features: Tensor, pooled: Tensor, z: Tensor) -> Dict[str, Tensor]:
         """F_UV B x 259 x S x S, context B x C_pool, latents B x K x 144 -> heads' outputs.
@@ -213,7 +223,7 @@ class VisHMR(nn.Module):
         used; stage B's and merge's outputs. With ``gt_rel_rotmats`` (B x 24 x 3 x 3) also
         ``gt_pose_loglik`` (B,): the flow's log-likelihood of the ground truth, for the NLL loss.
         """
-        features, iuv, pooled = self.stage_a(images)
+        features, iuv, pooled, raw_iuv = self.stage_a_train(images)
         if gt_iuv is not None and gt_iuv.shape != iuv.shape:
             raise ValueError(f"gt_iuv must have the IUV head's shape {tuple(iuv.shape)} "
                              f"(B x 3 x crop/4 x crop/4), got {tuple(gt_iuv.shape)}")
@@ -224,7 +234,7 @@ class VisHMR(nn.Module):
             z = self.default_z(images.shape[0], device=images.device, dtype=images.dtype)
         out_b = self.stage_b(uv_features, pooled, z)
         out = {"features": features, "iuv": iuv, "pooled": pooled, "uv_features": uv_features,
-               "z": z, **out_b, **self.merge(out_b, mode)}
+               "z": z, **raw_iuv, **out_b, **self.merge(out_b, mode)}
         if gt_rel_rotmats is not None:
             out["gt_pose_loglik"] = self.pose_log_prob(gt_rel_rotmats, pooled)
         return out

@@ -70,7 +70,7 @@ class TeacherForcedVisHMR(nn.Module):
     def forward(self, images: Tensor, z: Tensor, gt_iuv: Tensor, has_iuv: Tensor,
                 gt_rel_rotmats: Tensor) -> Dict[str, Tensor]:
         m = self.model
-        features, iuv, pooled = m.stage_a(images)
+        features, iuv, pooled, raw_iuv = m.stage_a_train(images)
         forced = has_iuv > 0
         if self.teacher_forcing < 1.0:  # the rest warp through the predicted IUV, as deployed
             forced = forced & (torch.rand(has_iuv.shape, device=has_iuv.device)
@@ -80,7 +80,7 @@ class TeacherForcedVisHMR(nn.Module):
         uv_features = ops.iuv_warp(features, warp_iuv, m.config.uv_size, m.config.fg_threshold)
         out_b = m.stage_b(uv_features, pooled, z)
         out = {"features": features, "iuv": iuv, "pooled": pooled, "uv_features": uv_features,
-               "z": z, **out_b, **m.merge(out_b, "ks_matched")}
+               "z": z, **raw_iuv, **out_b, **m.merge(out_b, "ks_matched")}
         out["gt_pose_loglik"] = m.pose_log_prob(gt_rel_rotmats, pooled)
         return out
 
@@ -309,13 +309,22 @@ class Trainer:
 
     def load_weights(self, path) -> None:
         """Start this run from a checkpoint's weights only (fine-tuning): the optimiser,
-        schedule and step start fresh. The network sizes must match the config."""
+        schedule and step start fresh. The network sizes must match the config; tensors whose
+        name or shape changed (a replaced head) keep their initialisation, with a warning."""
         path = Path(path)
         ckpt = self._read_checkpoint(path, ignore=("pretrained_backbone",))
-        missing, unexpected = self.model.load_state_dict(ckpt["state_dict"], strict=False)
-        if missing or unexpected:
-            raise CheckpointError(f"{path}: weights do not fit the network (missing "
-                                  f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]})")
+        own = self.model.state_dict()
+        fitting = {k: v for k, v in ckpt["state_dict"].items()
+                   if k in own and own[k].shape == v.shape}
+        if not fitting:
+            raise CheckpointError(f"{path}: none of its weights fit this network")
+        self.model.load_state_dict(fitting, strict=False)
+        fresh = sorted(set(own) - set(fitting))
+        dropped = sorted(set(ckpt["state_dict"]) - set(fitting))
+        if fresh or dropped:  # e.g. a head that changed: it starts from its initialisation
+            warnings.warn(f"--init {path}: {len(fitting)} tensors loaded; {len(fresh)} start "
+                          f"fresh {fresh[:8]}; {len(dropped)} not used {dropped[:8]}",
+                          stacklevel=2)
 
     def _checkpoint(self) -> None:
         ckpt_dir = self.out_dir / "checkpoints"
@@ -387,7 +396,7 @@ class Trainer:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()
-                                         if k in ("total", "iuv_fg", "abs_pose", "exp_pose",
+                                         if k in ("total", "iuv_part", "abs_pose", "exp_pose",
                                                   "joints3d", "keypoints2d", "visibility")})
                     if self.step % cfg.log.every == 0 or self.step == self.max_steps:
                         self._log_train(sums, count, time.perf_counter() - tic)
