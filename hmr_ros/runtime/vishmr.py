@@ -18,7 +18,7 @@ from hmr_ros import kernels as K
 from .backends import select_backend
 from .errors import EngineError
 from .merge import merge
-from .placement import choose_placement
+from .placement import array_ops, choose_placement
 
 
 class VisHMRRunner:
@@ -98,16 +98,15 @@ class VisHMRRunner:
             clock.lap("stage_b")
             merged = merge(b, self.lbs_model, mode)
             clock.lap("merge_lbs")
-            occupancy = uv[:, -1]
-            occupancy = (np.ascontiguousarray(occupancy) if isinstance(occupancy, np.ndarray)
-                         else occupancy.contiguous())
+            occupancy = array_ops(uv).contiguous(uv[:, -1])
             warped_visibility = K.part_visibility(occupancy, self._part_map)
             out = put.download({**b, **merged, "iuv": a["iuv"],
                                 "uv_visibility": warped_visibility})
             clock.lap("download")
         timing = clock.result()
-        if not put.device_resident:  # nothing moves: keep the host timing table as it was
-            timing.pop("upload", None), timing.pop("download", None)
+        if not put.device_resident:  # nothing moves on the host: no transfer stages
+            for stage in ("upload", "download"):
+                timing.pop(stage, None)
         out["timing"] = timing
         return out
 
