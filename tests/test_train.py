@@ -274,6 +274,16 @@ def test_init_starts_a_new_run_from_weights_only(tmp_path):
     with pytest.raises(ValueError, match="not both"):
         Trainer(cfg, tmp_path / "c", resume=str(tmp_path / "a" / "last.pt"),
                 init=str(tmp_path / "a" / "last.pt"))
+    # a replaced head: its old tensors are dropped, the new ones keep their initialisation
+    ckpt = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    ckpt["state_dict"]["iuv_head.old_out.weight"] = ckpt["state_dict"].pop(
+        "iuv_head.classifier.weight")
+    torch.save(ckpt, tmp_path / "renamed.pt")
+    with pytest.warns(UserWarning, match=r"1 start fresh \['iuv_head.classifier.weight'\]; 1 "
+                                         r"not used \['iuv_head.old_out.weight'\]"):
+        partial = Trainer(cfg, tmp_path / "e", init=str(tmp_path / "renamed.pt"))
+    assert torch.equal(partial.model.state_dict()["backbone.conv1.weight"],
+                       trained["backbone.conv1.weight"])
     other = _config()
     other["model"] = dict(TINY_MODEL, attn_dim=8)
     with pytest.raises(CheckpointError, match="attn_dim"):
