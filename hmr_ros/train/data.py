@@ -129,6 +129,16 @@ def resize_iuv(iuv: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([area * fg, near[1:] * fg], dim=0)
 
 
+def _points_with_conf(sample, key: str, dim: int):
+    """(24 x dim points, 24 confidences) of ``sample[key]``: confidence 1 where the sample gives
+    none, and zeros for both when the sample has no such points."""
+    if sample.get(key) is None:
+        return torch.zeros(24, dim), torch.zeros(24)
+    conf = sample.get(f"{key}_conf")
+    return (_tensor(sample[key]).reshape(24, dim),
+            torch.ones(24) if conf is None else _tensor(conf).reshape(24))
+
+
 def complete_sample(sample: Dict[str, Any], ctx: BuildContext,
                     dataset_index: int = 0) -> Dict[str, torch.Tensor]:
     """Any subset of the contract's labels -> the full contract (zeros + flags for the rest)."""
@@ -148,18 +158,8 @@ def complete_sample(sample: Dict[str, Any], ctx: BuildContext,
     out["betas"] = (_tensor(sample["betas"]).reshape(10) if has_smpl and
                     sample.get("betas") is not None else torch.zeros(10))
     out["has_smpl"] = torch.tensor(float(has_smpl))
-    if sample.get("joints3d") is not None:
-        out["joints3d"] = _tensor(sample["joints3d"]).reshape(24, 3)
-        conf = sample.get("joints3d_conf")
-        out["joints3d_conf"] = torch.ones(24) if conf is None else _tensor(conf).reshape(24)
-    else:
-        out["joints3d"], out["joints3d_conf"] = torch.zeros(24, 3), torch.zeros(24)
-    if sample.get("keypoints2d") is not None:
-        out["keypoints2d"] = _tensor(sample["keypoints2d"]).reshape(24, 2)
-        conf = sample.get("keypoints2d_conf")
-        out["keypoints2d_conf"] = torch.ones(24) if conf is None else _tensor(conf).reshape(24)
-    else:
-        out["keypoints2d"], out["keypoints2d_conf"] = torch.zeros(24, 2), torch.zeros(24)
+    out["joints3d"], out["joints3d_conf"] = _points_with_conf(sample, "joints3d", 3)
+    out["keypoints2d"], out["keypoints2d_conf"] = _points_with_conf(sample, "keypoints2d", 2)
     has_vis = sample.get("visibility") is not None and float(sample.get("has_visibility", 1)) > 0
     out["visibility"] = _tensor(sample["visibility"]).reshape(24) if has_vis else torch.zeros(24)
     out["has_visibility"] = torch.tensor(float(has_vis))
