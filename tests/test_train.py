@@ -290,6 +290,28 @@ def test_init_starts_a_new_run_from_weights_only(tmp_path):
         Trainer(parse_config(other), tmp_path / "d", init=str(tmp_path / "a" / "last.pt"))
 
 
+def test_init_grows_the_iuv_head_and_keeps_what_it_learned(tmp_path):
+    cfg = parse_config(_config())  # num_deconv 3: IUV at stride 4
+    first = Trainer(cfg, tmp_path / "a", max_steps=1)
+    first.train()
+    grown_cfg = _config()
+    grown_cfg["model"] = dict(TINY_MODEL, num_deconv=4)
+    grown = Trainer(parse_config(grown_cfg), tmp_path / "b", init=str(tmp_path / "a" / "last.pt"))
+    images = torch.stack([first.train_set[i]["image"] for i in range(3)])
+    old, new = first.model.eval(), grown.model.eval()
+    with torch.no_grad():
+        f_old, iuv_old, _ = old.stage_a(images)
+        f_new, iuv_new, _ = new.stage_a(images)
+    assert f_new.shape[-1] == 2 * f_old.shape[-1]
+    # the new block starts as bilinear upsampling: equal to it away from the zero-padded border
+    up = torch.nn.functional.interpolate(f_old, scale_factor=2, mode="bilinear",
+                                         align_corners=False)
+    torch.testing.assert_close(f_new[..., 1:-1, 1:-1], up[..., 1:-1, 1:-1], atol=1e-4, rtol=1e-4)
+    # shrinking is refused
+    with pytest.raises(CheckpointError, match="can add"):
+        Trainer(cfg, tmp_path / "c", init=str(grown.save(tmp_path / "grown.pt")))
+
+
 def test_resize_iuv_keeps_uv_defined_on_foreground():
     iuv = torch.zeros(3, 16, 16)
     iuv[0, 4:12, 4:12] = 1.0

@@ -57,6 +57,40 @@ class IUVHead(nn.Module):
         self.classifier = nn.Conv2d(channels, self.num_parts + 1, kernel_size=1)
         self.chart_uv = nn.Conv2d(channels, 2 * self.num_parts, kernel_size=1)
 
+    @torch.no_grad()
+    def grow(self, first_new: int, layer4: Tensor) -> None:
+        """Make deconv blocks ``first_new``... pass their input on, upsampled: the transposed
+        conv becomes per-channel bilinear x2 upsampling, and its BatchNorm is set, from the
+        statistics of ``layer4`` (a batch of backbone outputs), to give back its input.
+
+        Why: a head trained at stride 4 gains a stride-2 block (``num_deconv`` 3 -> 4) without
+        losing what it learned -- the grown network starts as the old one, at twice the
+        resolution, instead of behind a random layer.
+        """
+        blocks = [self.deconv[3 * k:3 * k + 3] for k in range(len(self.deconv) // 3)]
+        if not 1 <= first_new < len(blocks):
+            raise ValueError(f"grow: first_new must be in [1, {len(blocks) - 1}], got {first_new}")
+        x = layer4
+        for k, (conv, norm, act) in enumerate(blocks):
+            if k >= first_new:
+                if conv.in_channels != conv.out_channels:
+                    raise ValueError("grow: a grown block must keep its channel count")
+                taps = torch.tensor([0.25, 0.75, 0.75, 0.25], dtype=conv.weight.dtype,
+                                    device=conv.weight.device)
+                conv.weight.zero_()
+                idx = torch.arange(conv.out_channels)
+                conv.weight[idx, idx] = taps[:, None] * taps[None, :]
+                y = conv(x)
+                mean, var = y.mean(dim=(0, 2, 3)), y.var(dim=(0, 2, 3), unbiased=False)
+                norm.running_mean.copy_(mean)
+                norm.running_var.copy_(var)
+                norm.weight.copy_(torch.sqrt(var + norm.eps))
+                norm.bias.copy_(mean)
+            training = self.training
+            self.eval()
+            x = act(norm(conv(x)))
+            self.train(training)
+
     def forward(self, layer4: Tensor):
         features = self.deconv(layer4)
         logits = self.classifier(features)  # B x (P+1) x h x w

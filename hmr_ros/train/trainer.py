@@ -312,7 +312,12 @@ class Trainer:
         schedule and step start fresh. The network sizes must match the config; tensors whose
         name or shape changed (a replaced head) keep their initialisation, with a warning."""
         path = Path(path)
-        ckpt = self._read_checkpoint(path, ignore=("pretrained_backbone",))
+        ckpt = self._read_checkpoint(path, ignore=("pretrained_backbone", "num_deconv"))
+        trained_deconv = int(ckpt["config"].get("num_deconv", self.config.model.num_deconv))
+        if trained_deconv > self.config.model.num_deconv:
+            raise CheckpointError(f"{path}: its IUV head has {trained_deconv} deconvolutions, "
+                                  f"the config {self.config.model.num_deconv}; --init can add "
+                                  "deconvolutions (finer IUV), not remove them")
         own = self.model.state_dict()
         fitting = {k: v for k, v in ckpt["state_dict"].items()
                    if k in own and own[k].shape == v.shape}
@@ -320,11 +325,30 @@ class Trainer:
             raise CheckpointError(f"{path}: none of its weights fit this network")
         self.model.load_state_dict(fitting, strict=False)
         fresh = sorted(set(own) - set(fitting))
+        if trained_deconv < self.config.model.num_deconv:
+            self._grow_iuv_head(trained_deconv)
+            fresh = [k for k in fresh if not k.startswith("iuv_head.deconv.")]
         dropped = sorted(set(ckpt["state_dict"]) - set(fitting))
         if fresh or dropped:  # e.g. a head that changed: it starts from its initialisation
             warnings.warn(f"--init {path}: {len(fitting)} tensors loaded; {len(fresh)} start "
                           f"fresh {fresh[:8]}; {len(dropped)} not used {dropped[:8]}",
                           stacklevel=2)
+
+    def _grow_iuv_head(self, trained_deconv: int, samples: int = 64) -> None:
+        """The IUV head gained deconvolutions over the checkpoint's: start them as bilinear
+        upsampling, calibrated on ``samples`` training crops (``IUVHead.grow``)."""
+        images = torch.stack([self.train_set[i]["image"]
+                              for i in range(min(samples, len(self.train_set)))])
+        training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            layer4 = self.model.backbone(images.to(self.device))
+        self.model.iuv_head.grow(trained_deconv, layer4)
+        self.model.train(training)
+        if self.is_main:
+            print(f"--init: IUV head grown from {trained_deconv} to "
+                  f"{self.config.model.num_deconv} deconvolutions (stride "
+                  f"{self.config.model.feature_stride}), the new ones start as upsampling")
 
     def _checkpoint(self) -> None:
         ckpt_dir = self.out_dir / "checkpoints"
