@@ -7,7 +7,7 @@ import pytest
 
 from hmr_ros.body import pose_body, texel_index
 from hmr_ros.data.synthetic import (
-    MAX_PEOPLE, Occluder, Person, Scene, SynthConfig, SyntheticGenerator, crop_cam_to_transl,
+    MAX_PEOPLE, Occluder, Person, Scene, SynthConfig, SyntheticGenerator,
     intrinsics, sample_arrays_spec, transl_to_crop_cam,
 )
 from hmr_ros.data.synthetic import appearance as A
@@ -16,6 +16,7 @@ from hmr_ros.data.synthetic.poses import (
 )
 from hmr_ros.data.synthetic.primitives import box_mesh
 from hmr_ros.data.synthetic.scene import frame_person
+from hmr_ros.runtime.camera import Intrinsics, crop_to_full_translation
 
 SIZE = 64
 #: busy scenes so that every code path (people, occluders, truncation) shows up in few samples
@@ -31,6 +32,14 @@ def gen():
 def samples(gen):
     return [gen.sample(i) for i in range(8)]
 
+
+
+def _crop_cam_to_transl(cam, K, centre, side):
+    """The runtime's inverse (inference), which must undo the data's ``transl_to_crop_cam``."""
+    cam = np.asarray(cam, np.float64).reshape(-1, 3)
+    n = len(cam)
+    return crop_to_full_translation(cam, np.tile(np.asarray(centre, np.float64), (n, 1)),
+                                    np.full(n, float(side)), Intrinsics.from_matrix(K))
 
 def test_same_seed_same_sample_any_order(gen, samples):
     other = SyntheticGenerator(BUSY, seed=7, with_vertices=True)
@@ -97,7 +106,7 @@ def test_keypoints_are_projected_joints_and_crop_camera(samples):
         cam = s["people_cam_crop"][:n].astype(np.float64)
         np.testing.assert_allclose(transl_to_crop_cam(s["people_transl"][:n], K, centre, side),
                                    cam, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(crop_cam_to_transl(cam, K, centre, side),
+        np.testing.assert_allclose(_crop_cam_to_transl(cam, K, centre, side),
                                    s["people_transl"][:n], rtol=1e-5, atol=1e-5)
         # weak perspective of the LBS joints (no transl) approximates the true projection
         x = j[0] - s["people_transl"][0]
@@ -115,7 +124,7 @@ def test_crop_camera_round_trip_off_centre():
     t = np.array([[0.3, -0.2, 4.0], [-1.0, 0.5, 9.0]])
     for centre, side in (((100.0, 100.0), 200.0), ((60.0, 140.0), 90.0)):
         cam = transl_to_crop_cam(t, K, centre, side)
-        np.testing.assert_allclose(crop_cam_to_transl(cam, K, centre, side), t, rtol=1e-12)
+        np.testing.assert_allclose(_crop_cam_to_transl(cam, K, centre, side), t, rtol=1e-12)
         # a point at the translation itself projects where the crop camera says
         u = K[:2, :2] @ (t[:, :2] / t[:, 2:]).T + K[:2, 2:]
         np.testing.assert_allclose(cam[:, :1] * cam[:, 1:],

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "position), e.g. OUT/last.pt")
     parser.add_argument("--init", default=None,
                         help="start a new run from this checkpoint's weights (fine-tuning: "
-                             "fresh optimiser, schedule and step)")
+                             "fresh optimiser, schedule and step); the config may add IUV "
+                             "deconvolutions (model.num_deconv), which start as upsampling")
     parser.add_argument("--out", default=None,
                         help="output directory (default: runs/<config name>)")
     parser.add_argument("--max-steps", type=int, default=None,

@@ -15,7 +15,7 @@ Torch is only imported by ``dataset`` (``SyntheticShards``, ``SyntheticStream`` 
 first use).
 """
 
-from .camera import crop_cam_to_transl, intrinsics, project, transl_to_crop_cam
+from .camera import intrinsics, project, transl_to_crop_cam
 from .config import MAX_PEOPLE, SynthConfig
 from .generator import SyntheticGenerator, sample_arrays_spec
 from .render import RenderContext, render_scene
@@ -31,7 +31,6 @@ __all__ = [
     "SyntheticGenerator",
     "SyntheticShards",
     "SyntheticStream",
-    "crop_cam_to_transl",
     "intrinsics",
     "project",
     "render_scene",

@@ -13,10 +13,9 @@ translation ``T`` gives the *exact, invertible* pair used everywhere in the synt
     s  = 2 f / (L · Tz)
     tx = Tx + (cx - bx) · Tz / f          ty = Ty + (cy - by) · Tz / f
 
-and back (CLIFF's crop-to-full conversion):
-
-    Tz = 2 f / (L · s)
-    Tx = tx + 2 (bx - cx) / (L · s)       Ty = ty + 2 (by - cy) / (L · s)
+and back (CLIFF's crop-to-full conversion) with the runtime's
+``hmr_ros.runtime.camera.crop_to_full_translation``, the one inverse (the tests check that it
+undoes this module's ``transl_to_crop_cam``).
 
 Weak perspective ignores each point's depth offset from ``Tz``; projecting with ``K`` is the
 exact GT (``keypoints2d``), the crop camera is the regression target.
@@ -32,7 +31,6 @@ __all__ = [
     "intrinsics",
     "project",
     "transl_to_crop_cam",
-    "crop_cam_to_transl",
     "pixels_to_crop_normalised",
 ]
 
@@ -69,18 +67,6 @@ def transl_to_crop_cam(transl: np.ndarray, K: np.ndarray, crop_centre: Tuple[flo
     tx = t[..., 0] + (cx - crop_centre[0]) * tz / f
     ty = t[..., 1] + (cy - crop_centre[1]) * tz / f
     return np.stack([s, tx, ty], axis=-1)
-
-
-def crop_cam_to_transl(cam: np.ndarray, K: np.ndarray, crop_centre: Tuple[float, float],
-                       crop_size: float) -> np.ndarray:
-    """Inverse of :func:`transl_to_crop_cam`: (s, tx, ty) (..., 3) -> translation (..., 3)."""
-    c = np.asarray(cam, np.float64)
-    f, cx, cy = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
-    s = c[..., 0]
-    tz = 2.0 * f / (crop_size * s)
-    tx = c[..., 1] + 2.0 * (crop_centre[0] - cx) / (crop_size * s)
-    ty = c[..., 2] + 2.0 * (crop_centre[1] - cy) / (crop_size * s)
-    return np.stack([tx, ty, tz], axis=-1)
 
 
 def pixels_to_crop_normalised(points: np.ndarray, crop_centre: Tuple[float, float],
