@@ -116,3 +116,20 @@ def test_atlas_of_a_model_with_cross_part_faces():
     part_map = model.atlas_part_map(64)
     rows, cols = texel_index(atlas.uv, 64).T
     np.testing.assert_array_equal(part_map[rows, cols], model.part)
+
+
+def test_atlas_part_labels_inverts_the_chart_placement():
+    from hmr_ros.body.uv_atlas import atlas_part_labels, chart_placement
+
+    offsets, scale = chart_placement(24)
+    rng = np.random.default_rng(0)
+    parts = rng.integers(0, 24, size=(2, 5, 7))
+    local = rng.uniform(0, 1, size=(2, 5, 7, 2))
+    uv = offsets[parts] + scale * local  # 2 x 5 x 7 x 2
+    fg = rng.uniform(size=(2, 5, 7)) > 0.3
+    iuv = np.concatenate([fg[:, None].astype(np.float32),
+                          uv.transpose(0, 3, 1, 2).astype(np.float32)], axis=1)
+    labels = atlas_part_labels(iuv)
+    np.testing.assert_array_equal(labels, np.where(fg, parts + 1, 0))
+    iuv[0, 1, 0, 0] = np.nan  # undefined coordinates do not crash the decode
+    assert atlas_part_labels(iuv).shape == (2, 5, 7)

@@ -35,8 +35,26 @@ def test_table_has_every_mode_and_split(setup):
             assert np.isfinite(v) and v > 0
         assert result["all"][mode]["pa_mpjpe"] <= result["all"][mode]["mpjpe"] + 1e-6
     assert 0.0 <= result["visibility"]["accuracy"] <= 1.0
+    assert 0.0 <= result["visibility_from_iuv"]["accuracy"] <= 1.0
+    assert 0.0 <= result["iuv"]["foreground"] <= 1.0 and len(result["iuv"]["per_part_recall"]) == 24
     text = markdown_table(result)
     assert "KS-matched (VisHMR)" in text and "12 validation persons" in text
+    assert "IUV head: fg/bg" in text
+
+
+def test_iuv_labels_of_the_ground_truth_itself_are_all_right(setup):
+    from hmr_ros.data.synthetic import SyntheticShards
+    from hmr_ros.eval.ablation import _iuv_labels
+    from hmr_ros.eval.metrics import iuv_part_accuracy
+
+    data = SyntheticShards(setup / "val", image_format="uint8")
+    gts = [np.asarray(data.arrays(i)["iuv"], np.float32) for i in range(4)]
+    h = gts[0].shape[-1] // 2  # the GT sampled at the centres of a half-size map
+    rows = ((np.arange(h) + 0.5) * 2).astype(int)
+    pred = np.stack(gts)[:, :, rows][:, :, :, rows]
+    p, g = _iuv_labels(pred, gts)
+    r = iuv_part_accuracy(p, g)
+    assert (g > 0).sum() > 20 and r["part"] == 1.0 and r["foreground"] == 1.0
 
 
 def test_cli_writes_json(setup, tmp_path, capsys):

@@ -117,3 +117,16 @@ def test_accumulator():
     res = acc.compute()
     assert res["mpjpe"] > 0 and res["vis_acc"] == 1.0 and "pve" not in res
     assert acc.count["mpjpe"] == 4
+
+
+def test_iuv_part_accuracy_counts_parts_on_gt_foreground():
+    from hmr_ros.eval import iuv_part_accuracy
+
+    gt = np.array([[[0, 1, 1, 2], [0, 2, 2, 0]]])
+    pred = np.array([[[0, 1, 2, 2], [1, 0, 2, 0]]])
+    r = iuv_part_accuracy(pred, gt, num_parts=3)
+    assert r["foreground"] == pytest.approx(6 / 8)  # wrong: (1,0) fg called, (1,1) missed
+    assert r["part"] == pytest.approx(3 / 5)  # GT fg: 1,1,2,2,2 -> hits 1, 2, 2
+    np.testing.assert_allclose(r["per_part_recall"], [1 / 2, 2 / 3, np.nan])
+    with pytest.raises(ValueError, match="shape"):
+        iuv_part_accuracy(pred, gt[:, :1], num_parts=3)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .model import BodyModel
 
 __all__ = ["GRID", "MARGIN", "UVAtlas", "build_uv_atlas", "atlas_part_map", "texel_index",
-           "chart_placement"]
+           "chart_placement", "atlas_part_labels"]
 
 GRID = 5  #: cells per side of the atlas grid
 MARGIN = 0.1  #: empty border on each side of a chart, as a fraction of its cell
@@ -118,6 +118,21 @@ def chart_placement(num_parts: int = 24):
     for chart-local coordinates in [0, 1]^2. Returns (offsets num_parts x 2, scale)."""
     offsets = (_cell_origin(np.arange(num_parts)) + MARGIN) / GRID
     return offsets, (1 - 2 * MARGIN) / GRID
+
+
+def atlas_part_labels(iuv: np.ndarray, num_parts: int = 24,
+                      fg_threshold: float = 0.5) -> np.ndarray:
+    """Atlas IUV (..., 3, h, w) -> part label per pixel (..., h, w): 0 = background, 1 + part id.
+
+    The inverse of ``chart_placement``'s cell layout: the part is the grid cell (U, V) falls in
+    (cells past ``num_parts`` are background). Works for predicted and ground-truth IUV alike.
+    """
+    iuv = np.asarray(iuv, np.float32)
+    col = np.clip(np.floor(np.nan_to_num(iuv[..., 1, :, :]) * GRID), 0, GRID - 1)
+    row = np.clip(np.floor(np.nan_to_num(iuv[..., 2, :, :]) * GRID), 0, GRID - 1)
+    part = (row * GRID + col).astype(np.int64)
+    fg = (iuv[..., 0, :, :] > fg_threshold) & (part < num_parts)
+    return np.where(fg, part + 1, 0)
 
 
 def _cell_origin(part: np.ndarray) -> np.ndarray:

@@ -1,13 +1,14 @@
-"""Evaluation: mesh-recovery metrics (``metrics``: MPJPE, PA-MPJPE, PVE, visibility accuracy).
+"""Evaluation: mesh-recovery metrics (``metrics``: MPJPE, PA-MPJPE, PVE, visibility and IUV accuracy).
 
 Importing it needs only NumPy; the metrics accept torch tensors too.
 """
 
-from .metrics import (MeshMetrics, mpjpe, pa_mpjpe, procrustes_align, pve, root_align,
-                      similarity_transform, visibility_accuracy)
+from .metrics import (MeshMetrics, iuv_part_accuracy, mpjpe, pa_mpjpe, procrustes_align, pve,
+                      root_align, similarity_transform, visibility_accuracy)
 
 __all__ = [
     "MeshMetrics",
+    "iuv_part_accuracy",
     "mpjpe",
     "pa_mpjpe",
     "procrustes_align",

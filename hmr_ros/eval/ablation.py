@@ -4,7 +4,9 @@
 compiled kernels) on every validation sample once, then merges the same stage outputs in each
 ablation mode (visible-only, global-only, KS-highest, KS-matched) and reports MPJPE, PA-MPJPE and
 PVE (mm) overall and on heavily occluded persons (at least 30% of the 24 parts invisible), plus
-the visibility head's per-part accuracy (ω > 0.5 against ω_gt > 0.5).
+the visibility head's per-part accuracy (ω > 0.5 against ω_gt > 0.5) and, to tell where a model
+falls short, the IUV head's accuracy (fg/bg, part, per-part recall against the rendered IUV,
+sampled at the IUV's pixel centres) and the accuracy of eq. 1 evaluated on the predicted IUV.
 
 "Invisible" is ω_gt < 0.1, i.e. under 5% of the part's atlas texels seen (eq. 1). Not ω_gt < 0.5:
 eq. 1 rarely reaches 1 even for fully visible parts (a view shows about half of a part, sampled
@@ -45,7 +47,7 @@ def evaluate(model_dir, data_dir, body, batch: int = 16, limit: int = 0,
     from tqdm import tqdm
 
     from hmr_ros.data.synthetic import SyntheticShards
-    from hmr_ros.eval.metrics import mpjpe, pa_mpjpe, pve, visibility_accuracy
+    from hmr_ros.eval.metrics import iuv_part_accuracy, mpjpe, pa_mpjpe, pve, visibility_accuracy
     from hmr_ros.runtime import VisHMRRunner, merge
 
     runner = VisHMRRunner(model_dir, body, backend="onnxruntime", threads=threads)
@@ -54,7 +56,7 @@ def evaluate(model_dir, data_dir, body, batch: int = 16, limit: int = 0,
     data = SyntheticShards(data_dir, image_format="uint8")
     n = len(data) if not limit else min(limit, len(data))
     per_mode = {m: {"mpjpe": [], "pa_mpjpe": [], "pve": []} for m in MODES}
-    omegas, gt_vis = [], []
+    omegas, uv_omegas, gt_vis, iuv_labels = [], [], [], []
     for start in tqdm(range(0, n, batch), desc="evaluate", unit="batch", disable=not progress):
         samples = [data.arrays(i) for i in range(start, min(n, start + batch))]
         crops = np.stack([cv2.resize(s["image"], (runner.crop_size,) * 2,
@@ -71,6 +73,9 @@ def evaluate(model_dir, data_dir, body, batch: int = 16, limit: int = 0,
             if gv is not None:
                 per_mode[mode]["pve"].append(pve(m["vertices"], gv, m["joints"], gj))
         omegas.append(out["omega"])
+        uv_omegas.append(out["uv_visibility"])
+        if "iuv" in samples[0]:
+            iuv_labels.append(_iuv_labels(out["iuv"], [s["iuv"] for s in samples]))
         gt_vis.append(np.stack([s["people_visibility"][0] for s in samples]))
     gt_vis = np.concatenate(gt_vis)
     occluded = (gt_vis < INVISIBLE).mean(1) >= OCCLUDED_FRACTION
@@ -82,7 +87,26 @@ def evaluate(model_dir, data_dir, body, batch: int = 16, limit: int = 0,
                                    for k, v in per_mode[mode].items() if v and mask.any()}
     per_part, mean_acc = visibility_accuracy(np.concatenate(omegas), gt_vis)
     result["visibility"] = {"accuracy": mean_acc, "per_part": per_part.tolist()}
+    per_part, mean_acc = visibility_accuracy(np.concatenate(uv_omegas), gt_vis)
+    result["visibility_from_iuv"] = {"accuracy": mean_acc, "per_part": per_part.tolist()}
+    if iuv_labels:
+        acc = iuv_part_accuracy(np.concatenate([p for p, _ in iuv_labels]),
+                                np.concatenate([g for _, g in iuv_labels]))
+        result["iuv"] = {**acc, "per_part_recall": acc["per_part_recall"].tolist()}
     return result
+
+
+def _iuv_labels(pred_iuv, gt_iuvs):
+    """(predicted, GT) part labels B x h x w: the GT rendered IUV sampled at the centres of the
+    predicted IUV's pixels."""
+    from hmr_ros.body.uv_atlas import atlas_part_labels
+
+    pred = atlas_part_labels(pred_iuv)
+    gt = atlas_part_labels(np.stack([np.asarray(g, np.float32) for g in gt_iuvs]))
+    h, w = pred.shape[-2:]
+    rows = ((np.arange(h) + 0.5) * gt.shape[-2] / h).astype(np.int64)
+    cols = ((np.arange(w) + 0.5) * gt.shape[-1] / w).astype(np.int64)
+    return pred, gt[:, rows][:, :, cols]
 
 
 def markdown_table(result: dict) -> str:
@@ -99,7 +123,13 @@ def markdown_table(result: dict) -> str:
     lines.append(f"{c['all']} validation persons, {c['occluded']} heavily occluded "
                  f"(>= {OCCLUDED_FRACTION:.0%} of parts with ω_gt < {INVISIBLE}); visibility head "
                  f"accuracy (ω > 0.5 vs ω_gt > 0.5, mean over parts): "
-                 f"{100 * result['visibility']['accuracy']:.1f}%")
+                 f"{100 * result['visibility']['accuracy']:.1f}%; eq. 1 on the predicted IUV: "
+                 f"{100 * result['visibility_from_iuv']['accuracy']:.1f}%")
+    if "iuv" in result:
+        i = result["iuv"]
+        lines.append(f"IUV head: fg/bg {100 * i['foreground']:.1f}%, part (GT foreground) "
+                     f"{100 * i['part']:.1f}%, per-part recall "
+                     + " ".join("-" if r != r else f"{100 * r:.0f}" for r in i["per_part_recall"]))
     return "\n".join(lines)
 
 

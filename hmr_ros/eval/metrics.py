@@ -32,6 +32,7 @@ import numpy as np
 
 __all__ = [
     "MeshMetrics",
+    "iuv_part_accuracy",
     "mpjpe",
     "pa_mpjpe",
     "procrustes_align",
@@ -168,6 +169,29 @@ def visibility_accuracy(pred_omega, gt_omega, threshold: float = 0.5,
     agree = ((pred[keep] > threshold) == (gt[keep] > threshold)).astype(np.float64)
     per_part = agree.mean(0)
     return per_part, float(np.nanmean(per_part))
+
+
+def iuv_part_accuracy(pred_labels, gt_labels, num_parts: int = 24) -> Dict[str, object]:
+    """Dense-correspondence quality from part labels (0 = background, 1 + part id; B x h x w,
+    e.g. ``body.uv_atlas.atlas_part_labels`` of both IUVs at the same size).
+
+    ``foreground``: pixels whose fg/bg call is right; ``part``: GT-foreground pixels given their
+    GT part (a background call counts as wrong); ``per_part_recall`` (P,): the same per GT part
+    (NaN where a part never appears). Why: the visible branch warps features by this map, so a
+    wrong part puts an arm's features in a leg's chart.
+    """
+    pred, gt = _np(pred_labels).astype(np.int64), _np(gt_labels).astype(np.int64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"iuv_part_accuracy: label maps differ in shape, {pred.shape} vs "
+                         f"{gt.shape}")
+    fg = gt > 0
+    hits = np.bincount(gt[fg & (pred == gt)], minlength=num_parts + 1)[1:num_parts + 1]
+    totals = np.bincount(gt[fg], minlength=num_parts + 1)[1:num_parts + 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(totals > 0, hits / np.maximum(totals, 1), np.nan)
+    return {"foreground": float(((pred > 0) == fg).mean()) if gt.size else float("nan"),
+            "part": float(hits.sum() / totals.sum()) if totals.sum() else float("nan"),
+            "per_part_recall": recall}
 
 
 class MeshMetrics:
