@@ -1,4 +1,4 @@
-"""Evaluation: mesh-recovery metrics (``metrics``: MPJPE, PA-MPJPE, PVE, visibility and IUV accuracy).
+"""Evaluation: mesh-recovery metrics (``metrics``: MPJPE, PA-MPJPE, PVE, visibility, IUV).
 
 Importing it needs only NumPy; the metrics accept torch tensors too.
 """
