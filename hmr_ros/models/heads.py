@@ -101,7 +101,8 @@ class IUVHead(nn.Module):
         """(part logits, per-part chart uv) -> atlas IUV of the most likely part (no gradient
         through the choice: the warp is an index operation anyway)."""
         p = self.num_parts
-        fg = 1.0 - torch.softmax(logits, dim=1)[:, :1]  # B x 1 x h x w
+        # 1 - p(background), without a channel softmax (slow on the CPU provider)
+        fg = 1.0 - torch.exp(logits[:, :1] - torch.logsumexp(logits, dim=1, keepdim=True))
         part = logits[:, 1:].argmax(dim=1, keepdim=True)  # B x 1 x h x w
         u = torch.gather(part_uv[:, :p], 1, part)
         v = torch.gather(part_uv[:, p:], 1, part)
