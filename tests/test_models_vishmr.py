@@ -295,3 +295,24 @@ def test_iuv_head_atlas_round_trip_through_parts_and_chart_coordinates(body, mod
     fg = label[0] > 0
     assert torch.allclose(back[0, 1:, fg], iuv[0, 1:, fg], atol=1e-5)
     assert (back[0, 0, fg] > 0.99).all() and (back[0, 0, ~fg] < 0.01).all()
+
+
+def test_part_class_weights_lift_rare_parts_and_keep_the_scale():
+    from hmr_ros.models.losses import part_class_weights
+
+    label = torch.zeros(1, 10, 10, dtype=torch.long)
+    label[0, 0, :4] = 3  # 4 pixels of part 2, 96 of background
+    assert part_class_weights(label, 25, 0.0) is None
+    w = part_class_weights(label, 25, 0.5)
+    torch.testing.assert_close(w[3] / w[0], torch.tensor((96 / 4) ** 0.5))
+    assert w[1] == 0 and w[4:].eq(0).all()  # absent classes
+    logits = torch.randn(1, 25, 10, 10)
+    plain = torch.nn.functional.cross_entropy(logits, label)
+    weighted = torch.nn.functional.cross_entropy(logits, label, weight=w)
+    per_pixel = torch.nn.functional.cross_entropy(logits, label, reduction="none")
+    expect = (per_pixel[label == 0].mean() * w[0] * 96 + per_pixel[label == 3].mean() * w[3] * 4) \
+        / (w[0] * 96 + w[3] * 4)
+    torch.testing.assert_close(weighted, expect)
+    assert not torch.isclose(weighted, plain)
+    with pytest.raises(ValueError, match="iuv_part_balance"):
+        LossWeights(iuv_part_balance=2.0)

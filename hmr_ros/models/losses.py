@@ -7,7 +7,10 @@ images, no IUV renders) train the heads they can.
 Terms and their definitions:
 
 * ``iuv_part``: cross-entropy of the IUV head's per-pixel part classification (background + 24
-  parts; DensePose's "I"), the GT part read off the GT atlas (U, V);
+  parts; DensePose's "I"), the GT part read off the GT atlas (U, V); with
+  ``iuv_part_balance`` α > 0 each class is weighted by its pixel share in the batch to the
+  power -α, so thin parts (wrists, hands, feet: a few pixels each) are not drowned by the
+  background and the torso;
 * ``iuv_uv``: L2 of the chart-local (u, v) of the GT part, on GT-foreground pixels only (U, V
   are undefined on background);
 * ``abs_pose``: L1 between the visible head's absolute rotation matrices and the GT absolute
@@ -60,6 +63,12 @@ class LossWeights:
     keypoints2d: float = 5.0
     betas: float = 1e-2
     betas_prior: float = 1e-4
+    #: not a λ: exponent α of the per-class weights (batch pixel share)^-α of ``iuv_part``
+    iuv_part_balance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.iuv_part_balance <= 1.0:
+            raise ValueError(f"iuv_part_balance must be in [0, 1], got {self.iuv_part_balance}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,7 +95,9 @@ class VisHMRLoss(nn.Module):
             logits, part_uv = outputs["part_logits"], outputs["part_uv"]
             label, local = atlas_to_charts(targets["iuv"], logits.shape[1] - 1,
                                            self.fg_threshold)
-            terms["iuv_part"] = F.cross_entropy(logits, label)
+            terms["iuv_part"] = F.cross_entropy(
+                logits, label, weight=part_class_weights(label, logits.shape[1],
+                                                         self.weights.iuv_part_balance))
             fg = label > 0  # B x h x w
             p = logits.shape[1] - 1
             index = (label - 1).clamp_min(0)[:, None]  # B x 1 x h x w
@@ -138,6 +149,17 @@ def atlas_to_charts(iuv: Tensor, num_parts: int, fg_threshold: float = 0.5):
     local = torch.stack([(iuv[:, 1] * g - col - MARGIN) / scale,
                          (iuv[:, 2] * g - row - MARGIN) / scale], 1).clamp(0, 1)
     return label, local
+
+
+def part_class_weights(label: Tensor, num_classes: int, alpha: float) -> Optional[Tensor]:
+    """Cross-entropy class weights (pixel share of each class in ``label``)^-α, None for α = 0.
+    Classes absent from the batch get weight 0 (they have no pixels to weigh); the weighted
+    cross-entropy divides by the summed weights, so the loss keeps its scale."""
+    if alpha <= 0:
+        return None
+    counts = torch.bincount(label.reshape(-1), minlength=num_classes).to(torch.float32)
+    share = counts / counts.sum().clamp_min(1)
+    return torch.where(counts > 0, share.clamp_min(1e-12) ** -alpha, torch.zeros_like(share))
 
 
 def _gt_rotations(targets: Dict[str, Tensor]):
