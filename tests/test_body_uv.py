@@ -131,5 +131,7 @@ def test_atlas_part_labels_inverts_the_chart_placement():
                           uv.transpose(0, 3, 1, 2).astype(np.float32)], axis=1)
     labels = atlas_part_labels(iuv)
     np.testing.assert_array_equal(labels, np.where(fg, parts + 1, 0))
-    iuv[0, 1, 0, 0] = np.nan  # undefined coordinates do not crash the decode
-    assert atlas_part_labels(iuv).shape == (2, 5, 7)
+    iuv[0, 0, 0, 0], iuv[0, 1, 0, 0] = 1.0, np.nan  # foreground, undefined U: background
+    labels = atlas_part_labels(iuv)
+    assert labels[0, 0, 0] == 0
+    np.testing.assert_array_equal(labels[1], np.where(fg, parts + 1, 0)[1])

@@ -33,13 +33,13 @@ def samples(gen):
     return [gen.sample(i) for i in range(8)]
 
 
-
 def _crop_cam_to_transl(cam, K, centre, side):
     """The runtime's inverse (inference), which must undo the data's ``transl_to_crop_cam``."""
     cam = np.asarray(cam, np.float64).reshape(-1, 3)
     n = len(cam)
     return crop_to_full_translation(cam, np.tile(np.asarray(centre, np.float64), (n, 1)),
                                     np.full(n, float(side)), Intrinsics.from_matrix(K))
+
 
 def test_same_seed_same_sample_any_order(gen, samples):
     other = SyntheticGenerator(BUSY, seed=7, with_vertices=True)

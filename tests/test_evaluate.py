@@ -43,18 +43,24 @@ def test_table_has_every_mode_and_split(setup):
 
 
 def test_iuv_labels_of_the_ground_truth_itself_are_all_right(setup):
+    import torch
+
     from hmr_ros.data.synthetic import SyntheticShards
     from hmr_ros.eval.ablation import _iuv_labels
     from hmr_ros.eval.metrics import iuv_part_accuracy
 
     data = SyntheticShards(setup / "val", image_format="uint8")
     gts = [np.asarray(data.arrays(i)["iuv"], np.float32) for i in range(4)]
-    h = gts[0].shape[-1] // 2  # the GT sampled at the centres of a half-size map
-    rows = ((np.arange(h) + 0.5) * 2).astype(int)
-    pred = np.stack(gts)[:, :, rows][:, :, :, rows]
+    # the GT resampled by torch's pixel-centre nearest ("nearest-exact", as the training
+    # targets), at a non-integer ratio (64 -> 24): the labels must agree everywhere
+    pred = torch.nn.functional.interpolate(torch.from_numpy(np.stack(gts)), size=(24, 24),
+                                           mode="nearest-exact").numpy()
     p, g = _iuv_labels(pred, gts)
     r = iuv_part_accuracy(p, g)
-    assert (g > 0).sum() > 20 and r["part"] == 1.0 and r["foreground"] == 1.0
+    assert g.shape == (4, 24, 24) and (g > 0).sum() > 20
+    assert r["part"] == 1.0 and r["foreground"] == 1.0
+    shifted = np.roll(pred, 1, axis=-1)  # off by one pixel: no longer all right
+    assert iuv_part_accuracy(*_iuv_labels(shifted, gts))["part"] < 1.0
 
 
 def test_cli_writes_json(setup, tmp_path, capsys):

@@ -125,13 +125,15 @@ def atlas_part_labels(iuv: np.ndarray, num_parts: int = 24,
     """Atlas IUV (..., 3, h, w) -> part label per pixel (..., h, w): 0 = background, 1 + part id.
 
     The inverse of ``chart_placement``'s cell layout: the part is the grid cell (U, V) falls in
-    (cells past ``num_parts`` are background). Works for predicted and ground-truth IUV alike.
+    (cells past ``num_parts``, and pixels with a NaN U or V, are background). Works for
+    predicted and ground-truth IUV alike.
     """
     iuv = np.asarray(iuv, np.float32)
     col = np.clip(np.floor(np.nan_to_num(iuv[..., 1, :, :]) * GRID), 0, GRID - 1)
     row = np.clip(np.floor(np.nan_to_num(iuv[..., 2, :, :]) * GRID), 0, GRID - 1)
     part = (row * GRID + col).astype(np.int64)
-    fg = (iuv[..., 0, :, :] > fg_threshold) & (part < num_parts)
+    defined = np.isfinite(iuv[..., 1, :, :]) & np.isfinite(iuv[..., 2, :, :])
+    fg = (iuv[..., 0, :, :] > fg_threshold) & (part < num_parts) & defined
     return np.where(fg, part + 1, 0)
 
 

@@ -75,7 +75,8 @@ def evaluate(model_dir, data_dir, body, batch: int = 16, limit: int = 0,
         omegas.append(out["omega"])
         uv_omegas.append(out["uv_visibility"])
         if "iuv" in samples[0]:
-            iuv_labels.append(_iuv_labels(out["iuv"], [s["iuv"] for s in samples]))
+            iuv_labels.append(_iuv_labels(out["iuv"], [s["iuv"] for s in samples],
+                                          runner.fg_threshold))
         gt_vis.append(np.stack([s["people_visibility"][0] for s in samples]))
     gt_vis = np.concatenate(gt_vis)
     occluded = (gt_vis < INVISIBLE).mean(1) >= OCCLUDED_FRACTION
@@ -92,16 +93,18 @@ def evaluate(model_dir, data_dir, body, batch: int = 16, limit: int = 0,
     if iuv_labels:
         acc = iuv_part_accuracy(np.concatenate([p for p, _ in iuv_labels]),
                                 np.concatenate([g for _, g in iuv_labels]))
-        result["iuv"] = {**acc, "per_part_recall": acc["per_part_recall"].tolist()}
+        result["iuv"] = {**acc, "per_part_recall": [None if r != r else float(r)  # JSON: no NaN
+                                                    for r in acc["per_part_recall"]]}
     return result
 
 
-def _iuv_labels(pred_iuv, gt_iuvs):
+def _iuv_labels(pred_iuv, gt_iuvs, fg_threshold: float = 0.5):
     """(predicted, GT) part labels B x h x w: the GT rendered IUV sampled at the centres of the
-    predicted IUV's pixels."""
+    predicted IUV's pixels (as the training targets are); the prediction's foreground at the
+    threshold the warp uses."""
     from hmr_ros.body.uv_atlas import atlas_part_labels
 
-    pred = atlas_part_labels(pred_iuv)
+    pred = atlas_part_labels(pred_iuv, fg_threshold=fg_threshold)
     gt = atlas_part_labels(np.stack([np.asarray(g, np.float32) for g in gt_iuvs]))
     h, w = pred.shape[-2:]
     rows = ((np.arange(h) + 0.5) * gt.shape[-2] / h).astype(np.int64)
@@ -129,7 +132,8 @@ def markdown_table(result: dict) -> str:
         i = result["iuv"]
         lines.append(f"IUV head: fg/bg {100 * i['foreground']:.1f}%, part (GT foreground) "
                      f"{100 * i['part']:.1f}%, per-part recall "
-                     + " ".join("-" if r != r else f"{100 * r:.0f}" for r in i["per_part_recall"]))
+                     + " ".join("-" if r is None else f"{100 * r:.0f}"
+                                for r in i["per_part_recall"]))
     return "\n".join(lines)
 
 

@@ -20,7 +20,8 @@ IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
 class IUVHead(nn.Module):
-    """SimpleBaseline deconvs from stride 32 to stride 4, then DensePose-style dense
+    """SimpleBaseline deconvs from stride 32 to stride 32 / 2^num_deconv (4 with 3, 2 with 4),
+    then DensePose-style dense
     correspondence: per pixel a part classification (background + 24 parts) and per-part chart
     coordinates, combined into the body atlas's (I, U, V).
 
@@ -29,8 +30,8 @@ class IUVHead(nn.Module):
     across the jump and lands between charts (wrong part, garbage texel). Classifying the part
     and regressing its chart-local (u, v) is smooth everywhere, as in DensePose.
 
-    Returns ``F_img`` (B x C x H/4 x W/4, the features the visible branch warps to UV space),
-    ``IUV`` (B x 3 x H/4 x W/4: I = foreground probability 1 - p(background), U, V in [0, 1] of
+    Returns ``F_img`` (B x C x h x w at that stride, the features the visible branch warps to UV
+    space), ``IUV`` (B x 3 x h x w: I = foreground probability 1 - p(background), U, V in [0, 1] of
     the atlas: the most likely part's chart, placed by ``chart_scale``/``chart_offsets``) and the
     raw outputs for the loss: ``part_logits`` (B x (P+1) x h x w, 0 = background) and
     ``part_uv`` (B x 2P x h x w, chart-local u of every part, then v of every part, in [0, 1]).
@@ -65,7 +66,9 @@ class IUVHead(nn.Module):
 
         Why: a head trained at stride 4 gains a stride-2 block (``num_deconv`` 3 -> 4) without
         losing what it learned -- the grown network starts as the old one, at twice the
-        resolution, instead of behind a random layer.
+        resolution, instead of behind a random layer. Exact away from the border; the
+        transposed conv's zero padding dims the outermost row and column (x0.75, corners
+        x0.56), which the first steps learn back.
         """
         blocks = [self.deconv[3 * k:3 * k + 3] for k in range(len(self.deconv) // 3)]
         if not 1 <= first_new < len(blocks):

@@ -3,7 +3,8 @@
 Split into the stages the runtime runs (DESIGN.md §2), so the same module trains in torch and
 exports stage by stage:
 
-* ``stage_a``: backbone -> ``F_img`` + IUV (stride 4) and the pooled global context ``c``;
+* ``stage_a``: backbone -> ``F_img`` + IUV (at ``feature_stride``: 4, or 2 with 4 deconvs) and
+  the pooled global context ``c``;
 * ``iuv_warp`` (a kernel, not a network layer): ``F_img`` -> ``F_UV`` in the body's UV atlas;
 * ``stage_b``: visible head (absolute part rotations + visibility ω) and global head (flow
   hypotheses from given latents ``z``, β, camera);

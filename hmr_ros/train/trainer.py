@@ -36,6 +36,7 @@ from functools import partial
 from pathlib import Path
 from typing import Dict, Optional
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -327,7 +328,9 @@ class Trainer:
         fresh = sorted(set(own) - set(fitting))
         if trained_deconv < self.config.model.num_deconv:
             self._grow_iuv_head(trained_deconv)
-            fresh = [k for k in fresh if not k.startswith("iuv_head.deconv.")]
+            grown = tuple(f"iuv_head.deconv.{i}." for i in range(
+                3 * trained_deconv, 3 * self.config.model.num_deconv))
+            fresh = [k for k in fresh if not k.startswith(grown)]
         dropped = sorted(set(ckpt["state_dict"]) - set(fitting))
         if fresh or dropped:  # e.g. a head that changed: it starts from its initialisation
             warnings.warn(f"--init {path}: {len(fitting)} tensors loaded; {len(fresh)} start "
@@ -337,14 +340,21 @@ class Trainer:
     def _grow_iuv_head(self, trained_deconv: int, samples: int = 64) -> None:
         """The IUV head gained deconvolutions over the checkpoint's: start them as bilinear
         upsampling, calibrated on ``samples`` training crops (``IUVHead.grow``)."""
-        images = torch.stack([self.train_set[i]["image"]
-                              for i in range(min(samples, len(self.train_set)))])
+        # spread over the mixture, each with its own augmentation draw ((index, seed) keys)
+        picks = np.linspace(0, len(self.train_set) - 1, min(samples, len(self.train_set)))
+        images = torch.stack([self.train_set[(int(i), k)]["image"] for k, i in enumerate(picks)])
         training = self.model.training
         self.model.eval()
         with torch.no_grad():
             layer4 = self.model.backbone(images.to(self.device))
         self.model.iuv_head.grow(trained_deconv, layer4)
         self.model.train(training)
+        if self.distributed:  # DDP wrapped the model before: make every rank hold rank 0's
+            import torch.distributed as dist
+
+            for t in [*self.model.iuv_head.deconv.parameters(),
+                      *self.model.iuv_head.deconv.buffers()]:
+                dist.broadcast(t.data, src=0)
         if self.is_main:
             print(f"--init: IUV head grown from {trained_deconv} to "
                   f"{self.config.model.num_deconv} deconvolutions (stride "
