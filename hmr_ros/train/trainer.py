@@ -310,8 +310,9 @@ class Trainer:
 
     def load_weights(self, path) -> None:
         """Start this run from a checkpoint's weights only (fine-tuning): the optimiser,
-        schedule and step start fresh. The network sizes must match the config; tensors whose
-        name or shape changed (a replaced head) keep their initialisation, with a warning."""
+        schedule and step start fresh. The network sizes must match the config, except that the
+        config may add IUV deconvolutions (``_grow_iuv_head``); tensors whose name or shape
+        changed (a replaced head) keep their initialisation, with a warning."""
         path = Path(path)
         ckpt = self._read_checkpoint(path, ignore=("pretrained_backbone", "num_deconv"))
         trained_deconv = int(ckpt["config"].get("num_deconv", self.config.model.num_deconv))
