@@ -105,11 +105,11 @@ def _iuv_labels(pred_iuv, gt_iuvs, fg_threshold: float = 0.5):
     from hmr_ros.body.uv_atlas import atlas_part_labels
 
     pred = atlas_part_labels(pred_iuv, fg_threshold=fg_threshold)
-    gt = atlas_part_labels(np.stack([np.asarray(g, np.float32) for g in gt_iuvs]))
+    gt = np.stack([np.asarray(g, np.float32) for g in gt_iuvs])  # B x 3 x H x W
     h, w = pred.shape[-2:]
     rows = ((np.arange(h) + 0.5) * gt.shape[-2] / h).astype(np.int64)
     cols = ((np.arange(w) + 0.5) * gt.shape[-1] / w).astype(np.int64)
-    return pred, gt[:, rows][:, :, cols]
+    return pred, atlas_part_labels(gt[:, :, rows][:, :, :, cols])  # sample, then decode
 
 
 def markdown_table(result: dict) -> str:

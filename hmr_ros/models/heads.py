@@ -37,6 +37,9 @@ class IUVHead(nn.Module):
     ``part_uv`` (B x 2P x h x w, chart-local u of every part, then v of every part, in [0, 1]).
     """
 
+    #: layers of one deconvolution block in ``self.deconv``: ConvTranspose2d, BatchNorm2d, ReLU
+    LAYERS_PER_BLOCK = 3
+
     def __init__(self, in_channels: int, channels: int = 256, num_deconv: int = 3,
                  chart_offsets=None, chart_scale: float = 1.0) -> None:
         super().__init__()
@@ -70,9 +73,12 @@ class IUVHead(nn.Module):
         transposed conv's zero padding dims the outermost row and column (x0.75, corners
         x0.56), which the first steps learn back.
         """
-        blocks = [self.deconv[3 * k:3 * k + 3] for k in range(len(self.deconv) // 3)]
+        n = self.LAYERS_PER_BLOCK
+        blocks = [self.deconv[n * k:n * k + n] for k in range(len(self.deconv) // n)]
         if not 1 <= first_new < len(blocks):
             raise ValueError(f"grow: first_new must be in [1, {len(blocks) - 1}], got {first_new}")
+        training = self.training
+        self.eval()  # the blocks before the grown ones run on their running statistics
         x = layer4
         for k, (conv, norm, act) in enumerate(blocks):
             if k >= first_new:
@@ -89,10 +95,8 @@ class IUVHead(nn.Module):
                 norm.running_var.copy_(var)
                 norm.weight.copy_(torch.sqrt(var + norm.eps))
                 norm.bias.copy_(mean)
-            training = self.training
-            self.eval()
             x = act(norm(conv(x)))
-            self.train(training)
+        self.train(training)
 
     def forward(self, layer4: Tensor):
         features = self.deconv(layer4)

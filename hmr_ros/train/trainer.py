@@ -329,8 +329,9 @@ class Trainer:
         fresh = sorted(set(own) - set(fitting))
         if trained_deconv < self.config.model.num_deconv:
             self._grow_iuv_head(trained_deconv)
+            n = self.model.iuv_head.LAYERS_PER_BLOCK
             grown = tuple(f"iuv_head.deconv.{i}." for i in range(
-                3 * trained_deconv, 3 * self.config.model.num_deconv))
+                n * trained_deconv, n * self.config.model.num_deconv))
             fresh = [k for k in fresh if not k.startswith(grown)]
         dropped = sorted(set(ckpt["state_dict"]) - set(fitting))
         if fresh or dropped:  # e.g. a head that changed: it starts from its initialisation
