@@ -123,7 +123,9 @@ setup(
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "scipy>=1.10", "torch>=2.1", "onnx>=1.15",
                       "onnxruntime>=1.17", "opencv-python-headless>=4.8", "pyyaml>=6",
-                      "tqdm>=4.60", "pillow>=10"],
+                      "tqdm>=4.60", "pillow>=10",
+                      # ROS 2 without a ROS install: the built-in DDS transport and bag I/O.
+                      "cyclonedds==11.0.1", "rosbags>=0.11,<0.12", "rosbags-image>=0.10,<0.11"],
     extras_require={
         "train": ["tensorboard>=2.14"],
         "test": ["pytest>=7", "hypothesis>=6", "smplx>=0.1.28", "tensorboard>=2.14"],
