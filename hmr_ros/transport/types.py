@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 PACKAGE = "hmr_ros"
+#: Store-only package names that go on the wire under another package's DDS type names.
+DDS_PACKAGE_ALIASES = {"rmw_dds_common_humble": "rmw_dds_common"}
 _DEFINITIONS = Path(__file__).resolve().parent / "definitions"
 
 #: ROS primitive type name -> NumPy dtype (little-endian: CDR as written by ROS 2 on x86 / ARM).
@@ -157,4 +159,5 @@ def type_hash(name: str) -> str:
 def dds_type_name(name: str) -> str:
     """``sensor_msgs/msg/Image`` -> ``sensor_msgs::msg::dds_::Image_`` (rmw naming)."""
     pkg, sub, short = normalize_type_name(name).split("/")
+    pkg = DDS_PACKAGE_ALIASES.get(pkg, pkg)
     return f"{pkg}::{sub}::dds_::{short}_"
