@@ -24,8 +24,8 @@ from .interface import QOS_TRANSIENT_LOCAL, TransportError
 if TYPE_CHECKING:  # pragma: no cover
     from .dds import DdsTransport
 
-__all__ = ["GraphLayout", "ros_distro_layout", "GraphAnnouncer", "DISCOVERY_TOPIC",
-           "participant_info", "parse_participant_info"]
+__all__ = ["GraphLayout", "ros_distro_layout", "GraphAnnouncer", "GraphObserver",
+           "DISCOVERY_TOPIC", "participant_info", "parse_participant_info", "ros_type_name"]
 
 DISCOVERY_TOPIC = "ros_discovery_info"
 
@@ -136,3 +136,92 @@ class GraphAnnouncer:
 
         ddspy_write(self._writer._ref, cdr.serialize(msg, self._layout.info_type, pad=True))
         self._writer = None
+
+
+def ros_type_name(dds_name: str) -> str:
+    """``sensor_msgs::msg::dds_::Image_`` -> ``sensor_msgs/msg/Image`` (others unchanged)."""
+    parts = dds_name.split("::")
+    if len(parts) == 4 and parts[2] == "dds_" and parts[3].endswith("_"):
+        return f"{parts[0]}/{parts[1]}/{parts[3][:-1]}"
+    return dds_name
+
+
+def _qos_summary(qos: Any) -> Dict[str, Any]:
+    """The ROS-relevant policies of a discovered endpoint's QoS (by their repr: cyclonedds
+    policies are small classes without a common accessor)."""
+    out: Dict[str, Any] = {"reliability": "reliable", "durability": "volatile",
+                           "history": "keep_last", "depth": 1, "user_data": b""}
+    for policy in qos or []:
+        text = repr(policy)
+        if text.startswith("Policy.Reliability.BestEffort"):
+            out["reliability"] = "best_effort"
+        elif text.startswith("Policy.Durability.TransientLocal"):
+            out["durability"] = "transient_local"
+        elif text.startswith("Policy.History.KeepAll"):
+            out["history"] = "keep_all"
+        elif text.startswith("Policy.History.KeepLast"):
+            out["depth"] = int(policy.depth)
+        elif text.startswith("Policy.Userdata"):
+            out["user_data"] = bytes(policy.data)
+    return out
+
+
+class GraphObserver:
+    """What a ROS 2 tool sees of the graph, from DDS discovery plus ``ros_discovery_info``
+    (Jazzy layout): participants, publications, subscriptions and nodes. Used by
+    ``hmr-ros record`` to learn topic types, and by the tests as a third process."""
+
+    def __init__(self, participant: Any) -> None:
+        from cyclonedds.builtin import (BuiltinDataReader, BuiltinTopicDcpsParticipant,
+                                        BuiltinTopicDcpsPublication,
+                                        BuiltinTopicDcpsSubscription)
+        from cyclonedds.sub import DataReader
+
+        from .dds import dds_qos
+
+        self._participants = BuiltinDataReader(participant, BuiltinTopicDcpsParticipant)
+        self._pubs = BuiltinDataReader(participant, BuiltinTopicDcpsPublication)
+        self._subs = BuiltinDataReader(participant, BuiltinTopicDcpsSubscription)
+        topic = Topic(participant, DISCOVERY_TOPIC, idl_struct(_LAYOUTS["jazzy"].info_type))
+        self._info = DataReader(participant, topic, qos=dds_qos(QOS_TRANSIENT_LOCAL.with_overrides(
+            history="keep_all")))
+
+    def snapshot(self) -> Dict[str, Any]:
+        from cyclonedds._clayer import ddspy_read
+        from cyclonedds.core import InstanceState, SampleState, ViewState
+
+        def endpoints(reader: Any) -> List[Dict[str, Any]]:
+            out = []
+            for s in reader.read(N=10_000):
+                if not s.topic_name.startswith("rt/"):
+                    continue
+                out.append({"topic": s.topic_name[2:], "type": ros_type_name(s.type_name),
+                            "guid": s.key.bytes, "participant": s.participant_key.bytes,
+                            **_qos_summary(s.qos)})
+            return out
+
+        participants = {}
+        for s in self._participants.read(N=10_000):
+            user = b""
+            for policy in s.qos or []:
+                if repr(policy).startswith("Policy.Userdata"):
+                    user = bytes(policy.data)
+            participants[s.key.bytes] = user
+        latest: Dict[bytes, Dict[str, Any]] = {}
+        mask = SampleState.Any | ViewState.Any | InstanceState.Any
+        samples = ddspy_read(self._info._ref, mask, 10_000)
+        for data, info in ([] if isinstance(samples, int) else samples):
+            if not info.valid_data:
+                continue
+            try:
+                parsed = parse_participant_info(data)
+            except cdr.CdrError:
+                continue
+            latest[parsed["gid"]] = parsed  # samples come oldest first
+        nodes = [dict(node, participant=gid) for gid, p in latest.items() for node in p["nodes"]]
+        return {"participants": participants, "publications": endpoints(self._pubs),
+                "subscriptions": endpoints(self._subs), "nodes": nodes}
+
+    def topic_types(self) -> Dict[str, str]:
+        """ROS topic -> type of every publication seen."""
+        return {e["topic"]: e["type"] for e in self.snapshot()["publications"]}
