@@ -140,6 +140,16 @@ COMMANDS: Dict[str, object] = {
     "build-engine": ("build the TensorRT engines of an exported model ahead of time",
                      *_lazy(".runtime.engine_cache", "build_engine_arguments",
                             "run_build_engine")),
+    "play": ("publish a bag's topics on ROS 2 (built-in transport or rclpy)",
+             *_lazy(".bag.cli", "add_play_arguments", "run_play")),
+    "record": ("record ROS 2 topics from the wire into a rosbag2",
+               *_lazy(".bag.cli", "add_record_arguments", "run_record")),
+    "bag": {
+        "make-sample": ("write a synthetic walking-people bag with ground truth",
+                        *_lazy(".bag.cli", "add_make_sample_arguments", "run_make_sample")),
+        "info": ("topics, types, counts and QoS of a bag",
+                 *_lazy(".bag.cli", "add_info_arguments", "run_info")),
+    },
     "body": {
         "export": ("pose a body model and write it as .obj/.ply", _body_export_arguments,
                    _body_export),
@@ -176,7 +186,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (BodyModelError, ExportError, EngineError, ValueError, OSError) as exc:
+    except (BodyModelError, ExportError, EngineError, ValueError, OSError, RuntimeError) as exc:
+        # RuntimeError: BagError, TransportError
         name = f"{args.group} {args.command}".strip()
         print(f"hmr-ros {name}: error: {exc}", file=sys.stderr)
         return 1

@@ -154,6 +154,15 @@ class DdsWriter(Publisher):
             return 0
         return len(self._writer.get_matched_subscriptions())
 
+    def wait_for_acks(self, timeout_s: float) -> bool:
+        """Block until matched reliable readers acknowledged all samples (False on timeout)."""
+        if self._writer is None:
+            return False
+        try:
+            return bool(self._writer.wait_for_acks(duration(seconds=timeout_s)))
+        except DDSException:
+            return False
+
     def close(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None

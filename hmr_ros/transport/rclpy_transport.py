@@ -72,6 +72,14 @@ class _RclpyPublisher(Publisher):
     def subscription_count(self) -> int:
         return 0 if self._pub is None else self._pub.get_subscription_count()
 
+    def wait_for_acks(self, timeout_s: float) -> bool:
+        """rclpy >= Iron: ``Publisher.wait_for_all_acked``."""
+        from rclpy.duration import Duration
+
+        if self._pub is None or not hasattr(self._pub, "wait_for_all_acked"):
+            raise TransportError("this rclpy cannot wait for acknowledgements (needs Iron+)")
+        return bool(self._pub.wait_for_all_acked(Duration(nanoseconds=int(timeout_s * 1e9))))
+
     def close(self) -> None:
         if self._pub is not None:
             self._node.destroy_publisher(self._pub)
