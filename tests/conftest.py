@@ -22,3 +22,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+_DOMAIN_COUNTER = [0]
+
+
+@pytest.fixture
+def dds_domain(monkeypatch):
+    """A DDS domain id of its own for one test, on the loopback-only Cyclone configuration
+    (inherited by the processes the test starts)."""
+    import os
+
+    from hmr_ros.transport.dds import loopback_config
+
+    _DOMAIN_COUNTER[0] += 1
+    domain = 1 + (os.getpid() * 13 + _DOMAIN_COUNTER[0] * 7) % 230
+    monkeypatch.setenv("CYCLONEDDS_URI", loopback_config())
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    monkeypatch.delenv("ROS_DISTRO", raising=False)
+    return domain

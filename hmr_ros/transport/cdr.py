@@ -72,7 +72,7 @@ class _Compiler:
         env: Dict[str, Any] = {
             "np": np, "U32": _U32, "CdrError": CdrError, "cls": message_class(name),
             "TYPE": name, "_string_bytes": _string_bytes, "_read_string": _read_string,
-            "_array_bytes": _array_bytes,
+            "_array_bytes": _array_bytes, "_count": _count,
         }
         size_lines, write_lines, read_lines = [], [], []
         for index, (field, node) in enumerate(fields):
@@ -121,8 +121,8 @@ class _Compiler:
             sub, count = details
             is_seq = kind == Nodetype.SEQUENCE
             if is_seq:
-                size.append(f"    n{i} = len({get}); p = ((p + 3) & -4) + 4")
-                write.append(f"    n{i} = len({get}); p = (p + 3) & -4; U32.pack_into(buf, p, n{i}); p += 4")
+                size.append(f"    n{i} = _count({get}); p = ((p + 3) & -4) + 4")
+                write.append(f"    n{i} = _count({get}); p = (p + 3) & -4; U32.pack_into(buf, p, n{i}); p += 4")
                 read.append("    p = (p + 3) & -4")
                 read.append(f"    if p + 4 > end: raise CdrError(f'{{TYPE}}.{field}: truncated at {{p}}')")
                 read.append(f"    n{i} = U32.unpack_from(data, p)[0]; p += 4")
@@ -130,8 +130,8 @@ class _Compiler:
                 size.append(f"    n{i} = {count}")
                 write.append(f"    n{i} = {count}")
                 read.append(f"    n{i} = {count}")
-                write.append(f"    if len({get}) != {count}: raise CdrError("
-                             f"f'{{TYPE}}.{field}: array needs {count} elements, got {{len({get})}}')")
+                write.append(f"    if _count({get}) != {count}: raise CdrError("
+                             f"f'{{TYPE}}.{field}: array needs {count} elements, got {{_count({get})}}')")
             if _is_primitive(sub):
                 dtype = PRIMITIVE_DTYPES[sub[1][0]]
                 a = dtype.itemsize
@@ -165,6 +165,11 @@ class _Compiler:
                 read.append(f"    v{i} = []")
                 read.append(f"    for _ in range(n{i}):")
                 read.append(f"        e, p = {elem_read}; v{i}.append(e)")
+
+
+def _count(value: Any) -> int:
+    """Elements of a sequence value (all of a multi-dimensional array: it is sent flat)."""
+    return value.size if isinstance(value, np.ndarray) else len(value)
 
 
 def _string_bytes(value: str) -> bytes:
