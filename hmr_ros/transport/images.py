@@ -88,9 +88,13 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
         raise ImageMessageError(f"compressed format {msg.format!r} is not supported (jpeg, png)")
     if len(msg.data) == 0:
         raise ImageMessageError("compressed image holds no data")
+    import cv2
+
     try:
         bgr = compressed_image_to_cvimage(msg, "bgr8")
-    except (ImageError, ValueError, TypeError) as exc:
+    # rosbags-image asserts that OpenCV decoded something (AssertionError), or fails in
+    # cvtColor (cv2.error) when run with -O
+    except (ImageError, ValueError, TypeError, AssertionError, cv2.error) as exc:
         raise ImageMessageError(f"cannot decode the {msg.format!r} image: {exc}") from exc
     if bgr is None or bgr.size == 0:
         raise ImageMessageError(f"the {msg.format!r} data does not decode to an image")
