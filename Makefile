@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_vishmr_ort.py
 	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_transport.py
 
 clean:
 	rm -rf build *.egg-info hmr_ros/_C*.so

@@ -17,6 +17,7 @@ left, and any inconsistency is a `CdrError` naming the type and the offset.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import threading
 from typing import Any, Callable, Dict, List, Tuple
@@ -38,6 +39,9 @@ _STRUCTS = {
         "float32": "f", "float64": "d"}.items()
 }
 _U32 = _STRUCTS["uint32"]
+#: a uint32 length or count written at offset p: padding to 4 first, by p & 3
+_LEN = [struct.Struct("<" + "x" * ((4 - r) % 4) + "I") for r in range(4)]
+_ZEROS = [bytes(n) for n in range(8)]
 
 
 class CdrError(ValueError):
@@ -54,128 +58,174 @@ def _is_string(node) -> bool:
 
 
 class _Compiler:
-    """Generates and caches the three functions of every type."""
+    """Generates and caches the three functions of every type.
+
+    Nested messages are flattened into their parent's functions (``m.header.stamp.sec``), so
+    consecutive scalars merge into one ``struct`` call across message boundaries and no Python
+    call is spent per nested message; only sequences and arrays of messages call the element
+    type's own functions.
+    """
 
     def __init__(self) -> None:
         self._funcs: Dict[str, Tuple[Callable, Callable, Callable]] = {}
         self._lock = threading.RLock()
 
     def get(self, name: str) -> Tuple[Callable, Callable, Callable]:
+        """The functions of a type; ``name`` in any accepted spelling (cached per spelling)."""
         funcs = self._funcs.get(name)
         if funcs is None:
             with self._lock:
-                funcs = self._funcs.get(name) or self._compile(name)
+                canonical = normalize_type_name(name)
+                funcs = self._funcs.get(canonical) or self._compile(canonical)
+                self._funcs[name] = funcs
         return funcs
 
     def _compile(self, name: str) -> Tuple[Callable, Callable, Callable]:
-        fields = fields_of(name)
         env: Dict[str, Any] = {
-            "np": np, "U32": _U32, "CdrError": CdrError, "cls": message_class(name),
-            "TYPE": name, "_string_bytes": _string_bytes, "_read_string": _read_string,
-            "_array_bytes": _array_bytes, "_count": _count,
+            "np": np, "U32": _U32, "CdrError": CdrError, "TYPE": name,
+            "_read_string": _read_string, "_array_bytes": _array_bytes, "_count": _count,
+            "ndarray": np.ndarray, "LEN": _LEN, "Z": _ZEROS,
         }
         size_lines, write_lines, read_lines = [], [], []
-        for index, (field, node) in enumerate(fields):
-            self._field(index, field, node, env, size_lines, write_lines, read_lines)
-        names = ", ".join(f"v{i}" for i in range(len(fields)))
+        counter = itertools.count()
+        top = self._struct(name, "m", "", env, size_lines, write_lines, read_lines, counter)
         src = "\n".join([
-            "def size(m, p):", *(["    pass"] if not size_lines else size_lines), "    return p",
-            "def write(buf, p, m):", *(["    pass"] if not write_lines else write_lines),
-            "    return p",
-            "def read(data, p, end):", *(["    pass"] if not read_lines else read_lines),
-            f"    return cls({names}), p",
+            "def size(m, p):", *size_lines, "    return p",
+            "def write(out, p, m):", *write_lines, "    return p",
+            "def read(data, p, end):", *read_lines, f"    return {top}, p",
         ])
         exec(compile(src, f"<cdr {name}>", "exec"), env)  # noqa: S102 - generated from .msg
         funcs = (env["size"], env["write"], env["read"])
         self._funcs[name] = funcs
         return funcs
 
-    def _field(self, i, field, node, env, size, write, read) -> None:
+    def _struct(self, name, path, label, env, size, write, read, counter) -> str:
+        """Emit the fields of message type ``name`` found at ``path``; returns the local that
+        holds the decoded message in ``read``."""
+        values: List[str] = []
+        run: List[Tuple[str, str, str, str]] = []  # (local, path, label, primitive)
+
+        def flush() -> None:
+            if run:
+                self._scalar_run(run, env, size, write, read)
+                run.clear()
+
+        for field, node in fields_of(name):
+            var = f"v{next(counter)}"
+            fpath, flabel = f"{path}.{field}", f"{label}.{field}" if label else field
+            if node[0] == Nodetype.BASE and not _is_string(node):
+                run.append((var, fpath, flabel, node[1][0]))
+                values.append(var)
+                continue
+            flush()
+            if node[0] == Nodetype.NAME:
+                values.append(self._struct(node[1], fpath, flabel, env, size, write, read,
+                                           counter))
+            else:
+                self._field(var, fpath, flabel, node, env, size, write, read)
+                values.append(var)
+        flush()
+        obj = f"v{next(counter)}"
+        env[f"C_{obj}"] = message_class(name)
+        read.append(f"    {obj} = C_{obj}({', '.join(values)})")
+        return obj
+
+    @staticmethod
+    def _scalar_run(run, env, size, write, read) -> None:
+        """Consecutive scalars as one ``struct`` call. Their padding depends only on where the
+        run starts modulo 8 (the largest alignment), so one Struct per start residue is built
+        here and picked at run time with ``p & 7``."""
+        key = run[0][0]
+        variants = []
+        for start in range(8):
+            offset, fmt = start, "<"
+            for *_, prim in run:
+                a = _STRUCTS[prim].size
+                pad = (-offset) % a
+                fmt += "x" * pad + _STRUCTS[prim].format[1:]
+                offset += pad + a
+            variants.append(struct.Struct(fmt))
+        env[f"R_{key}"] = variants
+        env[f"RS_{key}"] = [v.size for v in variants]
+        values = ", ".join(path for _, path, _, _ in run)
+        targets = ", ".join(var for var, _, _, _ in run)
+        size.append(f"    p += RS_{key}[p & 7]")
+        write.append(f"    st = R_{key}[p & 7]; out.append(st.pack({values})); p += st.size")
+        read.append(f"    st = R_{key}[p & 7]")
+        read.append(f"    if p + st.size > end: raise CdrError(f'{{TYPE}}.{run[0][2]}: truncated at {{p}}')")
+        read.append(f"    {targets}, = st.unpack_from(data, p); p += st.size")
+
+    def _field(self, var, get, label, node, env, size, write, read) -> None:
+        """A string, an array or a sequence at ``get``; decoded into the local ``var``."""
         kind, details = node
-        get = f"m.{field}"
-        if kind == Nodetype.BASE and not _is_string(node):
-            prim = details[0]
-            st = _STRUCTS[prim]
-            a = st.size
-            env[f"S{i}"] = st
-            align = f"p = (p + {a - 1}) & -{a}" if a > 1 else None
+        if _is_string(node):
+            size.append(f"    p = ((p + 3) & -4) + 5 + len({get}.encode())")
+            write.append(f"    b = {get}.encode(); st = LEN[p & 3]")
+            write.append("    out.append(st.pack(len(b) + 1) + b + b'\\0'); p += st.size + len(b) + 1")
+            read.append(f"    {var}, p = _read_string(data, p, end, TYPE, '{label}')")
+            return
+        sub, count = details
+        is_seq = kind == Nodetype.SEQUENCE
+        n = f"n_{var}"
+        if is_seq:
+            size.append(f"    {n} = _count({get}); p = ((p + 3) & -4) + 4")
+            write.append(f"    {n} = _count({get}); st = LEN[p & 3]; out.append(st.pack({n})); p += st.size")
+            read.append("    p = (p + 3) & -4")
+            read.append(f"    if p + 4 > end: raise CdrError(f'{{TYPE}}.{label}: truncated at {{p}}')")
+            read.append(f"    {n} = U32.unpack_from(data, p)[0]; p += 4")
+        else:
             for lines in (size, write, read):
+                lines.append(f"    {n} = {count}")
+            write.append(f"    if _count({get}) != {count}: raise CdrError("
+                         f"f'{{TYPE}}.{label}: array needs {count} elements, got {{_count({get})}}')")
+        if _is_primitive(sub):
+            dtype = PRIMITIVE_DTYPES[sub[1][0]]
+            a = dtype.itemsize
+            env[f"D_{var}"] = dtype
+            align = f"p = (p + {a - 1}) & -{a}" if a > 1 else ""
+            if is_seq and a <= 4:
+                align = ""  # the uint32 count left p 4-aligned already
+            guard = f"if {n}: " if is_seq else ""
+            for lines in (size, read):
                 if align:
-                    lines.append("    " + align)
-            size.append(f"    p += {a}")
-            write.append(f"    S{i}.pack_into(buf, p, {get}); p += {a}")
-            read.append(f"    if p + {a} > end: raise CdrError(f'{{TYPE}}.{field}: truncated at {{p}}')")
-            conv = "bool" if prim == "bool" else ""
-            read.append(f"    v{i} = {conv}(S{i}.unpack_from(data, p)[0]); p += {a}")
-        elif _is_string(node):
-            size.append(f"    p = ((p + 3) & -4) + 5 + len(_string_bytes({get}))")
-            write.append(f"    p = (p + 3) & -4; b = _string_bytes({get}); n = len(b)")
-            write.append("    U32.pack_into(buf, p, n + 1); buf[p + 4:p + 4 + n] = b; p += 5 + n")
-            read.append(f"    v{i}, p = _read_string(data, p, end, TYPE, '{field}')")
-        elif kind == Nodetype.NAME:
-            env[f"F{i}"] = self.get(details)
-            size.append(f"    p = F{i}[0]({get}, p)")
-            write.append(f"    p = F{i}[1](buf, p, {get})")
-            read.append(f"    v{i}, p = F{i}[2](data, p, end)")
-        else:  # ARRAY or SEQUENCE
-            sub, count = details
-            is_seq = kind == Nodetype.SEQUENCE
-            if is_seq:
-                size.append(f"    n{i} = _count({get}); p = ((p + 3) & -4) + 4")
-                write.append(f"    n{i} = _count({get}); p = (p + 3) & -4; U32.pack_into(buf, p, n{i}); p += 4")
-                read.append("    p = (p + 3) & -4")
-                read.append(f"    if p + 4 > end: raise CdrError(f'{{TYPE}}.{field}: truncated at {{p}}')")
-                read.append(f"    n{i} = U32.unpack_from(data, p)[0]; p += 4")
-            else:
-                size.append(f"    n{i} = {count}")
-                write.append(f"    n{i} = {count}")
-                read.append(f"    n{i} = {count}")
-                write.append(f"    if _count({get}) != {count}: raise CdrError("
-                             f"f'{{TYPE}}.{field}: array needs {count} elements, got {{_count({get})}}')")
-            if _is_primitive(sub):
-                dtype = PRIMITIVE_DTYPES[sub[1][0]]
-                a = dtype.itemsize
-                env[f"D{i}"] = dtype
-                align = f"p = (p + {a - 1}) & -{a}" if a > 1 else ""
-                guard = f"if n{i}: " if is_seq else ""
-                for lines in (size, write, read):
-                    if align:
-                        lines.append(f"    {guard}{align}")
-                size.append(f"    p += n{i} * {a}")
-                write.append(f"    b = _array_bytes({get}, D{i}, TYPE, '{field}'); "
-                             f"buf[p:p + len(b)] = b; p += len(b)")
-                read.append(f"    if n{i} * {a} > end - p: raise CdrError("
-                            f"f'{{TYPE}}.{field}: {{n{i}}} elements do not fit in the {{end - p}} bytes left at {{p}}')")
-                read.append(f"    v{i} = np.frombuffer(data, D{i}, n{i}, p); p += n{i} * {a}")
-            else:
-                # strings or messages, element by element; every element takes >= 1 byte
-                if _is_string(sub):
-                    size.append(f"    for e in {get}: p = ((p + 3) & -4) + 5 + len(_string_bytes(e))")
-                    write.append(f"    for e in {get}:")
-                    write.append("        p = (p + 3) & -4; b = _string_bytes(e); n = len(b)")
-                    write.append("        U32.pack_into(buf, p, n + 1); buf[p + 4:p + 4 + n] = b; p += 5 + n")
-                    elem_read = f"_read_string(data, p, end, TYPE, '{field}')"
-                else:
-                    env[f"F{i}"] = self.get(sub[1])
-                    size.append(f"    for e in {get}: p = F{i}[0](e, p)")
-                    write.append(f"    for e in {get}: p = F{i}[1](buf, p, e)")
-                    elem_read = f"F{i}[2](data, p, end)"
-                read.append(f"    if n{i} > end - p: raise CdrError("
-                            f"f'{{TYPE}}.{field}: count {{n{i}}} exceeds the {{end - p}} bytes left at {{p}}')")
-                read.append(f"    v{i} = []")
-                read.append(f"    for _ in range(n{i}):")
-                read.append(f"        e, p = {elem_read}; v{i}.append(e)")
+                    lines.append(f"    {guard}{align}")
+            if align:
+                write.append(f"    {guard}q = {align[4:]}; out.append(Z[q - p]); p = q")
+            size.append(f"    p += {n} * {a}")
+            # an ndarray of the right dtype is sent from its own memory (a C-contiguous one
+            # casts; others go through _array_bytes, which converts or copies)
+            write.append(f"    a = {get}")
+            write.append(f"    if a.__class__ is ndarray and a.dtype is D_{var}:")
+            write.append("        try: b = a.data.cast('B')")
+            write.append(f"        except (TypeError, ValueError): b = _array_bytes(a, D_{var}, TYPE, '{label}')")
+            write.append(f"    else: b = _array_bytes(a, D_{var}, TYPE, '{label}')")
+            write.append("    out.append(b); p += len(b)")
+            read.append(f"    if {n} * {a} > end - p: raise CdrError("
+                        f"f'{{TYPE}}.{label}: {{{n}}} elements do not fit in the {{end - p}} bytes left at {{p}}')")
+            read.append(f"    {var} = np.frombuffer(data, D_{var}, {n}, p); p += {n} * {a}")
+            return
+        # strings or messages, element by element; every element takes >= 1 byte
+        if _is_string(sub):
+            size.append(f"    for e in {get}: p = ((p + 3) & -4) + 5 + len(e.encode())")
+            write.append(f"    for e in {get}:")
+            write.append("        b = e.encode(); st = LEN[p & 3]")
+            write.append("        out.append(st.pack(len(b) + 1) + b + b'\\0'); p += st.size + len(b) + 1")
+            elem_read = f"_read_string(data, p, end, TYPE, '{label}')"
+        else:
+            env[f"F_{var}"] = self.get(sub[1])
+            size.append(f"    for e in {get}: p = F_{var}[0](e, p)")
+            write.append(f"    for e in {get}: p = F_{var}[1](out, p, e)")
+            elem_read = f"F_{var}[2](data, p, end)"
+        read.append(f"    if {n} > end - p: raise CdrError("
+                    f"f'{{TYPE}}.{label}: count {{{n}}} exceeds the {{end - p}} bytes left at {{p}}')")
+        read.append(f"    {var} = []")
+        read.append(f"    for _ in range({n}):")
+        read.append(f"        e, p = {elem_read}; {var}.append(e)")
 
 
 def _count(value: Any) -> int:
     """Elements of a sequence value (all of a multi-dimensional array: it is sent flat)."""
     return value.size if isinstance(value, np.ndarray) else len(value)
-
-
-def _string_bytes(value: str) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return value.encode("utf-8")
 
 
 def _read_string(data, p: int, end: int, type_name: str, field: str) -> Tuple[str, int]:
@@ -196,6 +246,8 @@ def _read_string(data, p: int, end: int, type_name: str, field: str) -> Tuple[st
 
 def _array_bytes(value: Any, dtype: np.dtype, type_name: str, field: str):
     """The raw bytes of a numeric array as a memoryview, without a copy where possible."""
+    if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
+        return value.data.cast("B")  # the common case: no conversion, no copy
     if isinstance(value, (bytes, bytearray, memoryview)) and dtype.itemsize == 1:
         return memoryview(value).cast("B")
     arr = np.asarray(value)
@@ -215,32 +267,32 @@ _COMPILER = _Compiler()
 
 def serialized_size(msg: Any, type_name: str) -> int:
     """Bytes `serialize` produces for ``msg`` (header included, without end padding)."""
-    return 4 + _COMPILER.get(normalize_type_name(type_name))[0](msg, 0)
+    return 4 + _COMPILER.get(type_name)[0](msg, 0)
 
 
-def serialize(msg: Any, type_name: str, *, pad: bool = False) -> bytearray:
+def serialize(msg: Any, type_name: str, *, pad: bool = False) -> bytes:
     """``msg`` as CDR bytes with the encapsulation header; ``pad`` rounds the length up to a
-    multiple of 4 (what a DDS writer sends). Raises `CdrError` for values that do not fit."""
-    size_fn, write_fn, _ = _COMPILER.get(normalize_type_name(type_name))
-    body = size_fn(msg, 0)
-    total = 4 + body
-    buf = bytearray((total + 3) & -4 if pad else total)
-    buf[0:4] = HEADER_LE
+    multiple of 4 (what a DDS writer sends). Raises `CdrError` for values that do not fit.
+
+    The message is written as a list of pieces (packed scalars, and the arrays' own memory)
+    joined once: every array is copied exactly once, into the result."""
+    write_fn = _COMPILER.get(type_name)[1]
+    out = [HEADER_LE]
     try:
-        end = write_fn(memoryview(buf)[4:], 0, msg)
+        end = write_fn(out, 0, msg)
     except (struct.error, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, CdrError):
             raise
         raise CdrError(f"{type_name}: cannot encode message: {exc}") from exc
-    if end != body:  # a field changed between the two passes (another thread)
-        raise CdrError(f"{type_name}: message changed while it was being encoded")
-    return buf
+    if pad and end & 3:
+        out.append(_ZEROS[4 - (end & 3)])
+    return b"".join(out)
 
 
 def deserialize(data: Any, type_name: str) -> Any:
     """A message from CDR bytes (header included). Numeric arrays are read-only NumPy views of
     ``data``. Raises `CdrError` for anything that is not a valid encoding of ``type_name``."""
-    name = normalize_type_name(type_name)
+    name = type_name
     _, _, read_fn = _COMPILER.get(name)
     view = memoryview(data).cast("B")
     if len(view) < 4:
@@ -261,4 +313,4 @@ def deserialize(data: Any, type_name: str) -> Any:
 def compile_all(names: List[str]) -> None:
     """Compile the codecs of ``names`` now (first use otherwise compiles lazily)."""
     for name in names:
-        _COMPILER.get(normalize_type_name(name))
+        _COMPILER.get(name)
