@@ -118,6 +118,8 @@ setup(
     version="0.1.0",
     description="ROS 2 node for occlusion-robust 3D human mesh recovery (VisHMR and friends)",
     packages=find_packages(include=["hmr_ros", "hmr_ros.*"]),
+    package_data={"hmr_ros": ["resources/*.cdr", "transport/definitions/*/msg/*.msg",
+                              "transport/definitions/README.md"]},
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExtWithCuda},
     python_requires=">=3.10",
@@ -133,6 +135,8 @@ setup(
     },
     entry_points={"console_scripts": ["hmr-ros = hmr_ros.cli:main"]},
     data_files=[("share/ament_index/resource_index/packages", ["resource/hmr_ros"]),
-                ("share/hmr_ros", ["package.xml"])],
+                ("share/hmr_ros", ["package.xml"]),
+                ("share/hmr_ros/msg",
+                 sorted(str(p.relative_to(ROOT)) for p in (ROOT / "msg").glob("*.msg")))],
     zip_safe=False,
 )

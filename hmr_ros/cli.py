@@ -81,6 +81,22 @@ def _body_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _body_faces_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="output file (.cdr)")
+    _add_model_argument(parser)
+
+
+def _body_faces(args: argparse.Namespace) -> int:
+    """The constant triangle list and vertex parts of a body, as the node publishes them."""
+    from .body import load_body_model
+    from .transport.mesh_faces import write_faces_file
+
+    model = load_body_model(args.model)
+    path = write_faces_file(args.out, model)
+    print(f"wrote {path} ({model.name}: {model.num_faces} faces, {model.num_vertices} vertices)")
+    return 0
+
+
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=("vishmr",), default="vishmr",
                         help="architecture of the checkpoint (default vishmr)")
@@ -154,6 +170,8 @@ COMMANDS: Dict[str, object] = {
         "export": ("pose a body model and write it as .obj/.ply", _body_export_arguments,
                    _body_export),
         "info": ("print a body model's sizes", _add_model_argument, _body_info),
+        "faces": ("write a body model's hmr_ros/MeshFaces (CDR) for consumers of /human_mesh",
+                  _body_faces_arguments, _body_faces),
     },
 }
 

@@ -216,3 +216,22 @@ def test_play_in_one_process_record_in_another(tmp_path, sample_bag, dds_domain)
         got = [(m.topic, m.data) for m in recorded.messages()]
     # --as-fast-as-consumed waits for every sample to be acknowledged: nothing is lost
     assert len(got) == 10 and set(got) == want
+
+
+def test_shipped_mesh_faces_equal_the_procedural_body(tmp_path):
+    from hmr_ros.body import procedural_body
+    from hmr_ros.cli import main
+    from hmr_ros.transport.mesh_faces import load_faces_resource, mesh_faces_message
+
+    body = procedural_body()
+    shipped = load_faces_resource(body.name)
+    assert shipped.body_model == body.name and shipped.num_vertices == body.num_vertices
+    np.testing.assert_array_equal(shipped.triangles.reshape(-1, 3), body.faces)
+    np.testing.assert_array_equal(shipped.vertex_part, body.part)
+    assert main(["body", "faces", "--out", str(tmp_path / "f.cdr")]) == 0
+    assert (tmp_path / "f.cdr").read_bytes() == bytes(cdr.serialize(shipped,
+                                                                    "hmr_ros/msg/MeshFaces"))
+    with pytest.raises(FileNotFoundError, match="hmr-ros body faces"):
+        load_faces_resource("SMPL_NEUTRAL")
+    with pytest.raises(ValueError, match="face indices"):
+        mesh_faces_message("x", np.array([[0, 1, 5]]), np.zeros(3))

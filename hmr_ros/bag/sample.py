@@ -19,10 +19,11 @@ import numpy as np
 
 from hmr_ros.transport import QOS_DEFAULT, QOS_TRANSIENT_LOCAL, types
 from hmr_ros.transport.images import rgb_to_image
+from hmr_ros.transport.mesh_faces import mesh_faces_message
 
 from .writer import BagWriter
 
-__all__ = ["make_sample_bag", "SAMPLE_TOPICS", "mesh_faces_message"]
+__all__ = ["make_sample_bag", "SAMPLE_TOPICS", "camera_info_message"]
 
 SAMPLE_TOPICS = {
     "image": ("/camera/image_raw", "sensor_msgs/msg/Image"),
@@ -48,14 +49,6 @@ def camera_info_message(K: np.ndarray, width: int, height: int, header: Any) -> 
     return types.make("sensor_msgs/msg/CameraInfo", header=header, height=height, width=width,
                       distortion_model="plumb_bob", d=np.zeros(5), k=np.asarray(K, float).ravel(),
                       r=np.eye(3).ravel(), p=P.ravel())
-
-
-def mesh_faces_message(body: Any, header: Any) -> Any:
-    """The constant ``MeshFaces`` of a body model."""
-    return types.make("hmr_ros/msg/MeshFaces", header=header, body_model=body.name,
-                      num_vertices=body.num_vertices,
-                      triangles=np.asarray(body.faces, np.uint32).ravel(),
-                      vertex_part=np.asarray(body.part, np.uint8))
 
 
 def _human(frame: Any, k: int, body: Any, header: Any) -> Any:
@@ -103,7 +96,7 @@ def make_sample_bag(out: Any, *, seconds: float = 10.0, fps: float = 30.0, peopl
         for key, (topic, type_name) in SAMPLE_TOPICS.items():
             bag.add_topic(topic, type_name,
                           QOS_TRANSIENT_LOCAL if key == "faces" else QOS_DEFAULT)
-        faces = mesh_faces_message(body, _header(_EPOCH_NS))
+        faces = mesh_faces_message(body.name, body.faces, body.part, _header(_EPOCH_NS))
         bag.write(SAMPLE_TOPICS["faces"][0], _EPOCH_NS, faces)
         for frame in seq:
             stamp = _EPOCH_NS + int(round(frame.time_s * 1e9))
