@@ -112,7 +112,11 @@ class GraphAnnouncer:
         self._transport, self._layout = transport, layout
         participant = transport.participant
         topic = Topic(participant, DISCOVERY_TOPIC, idl_struct(layout.info_type))
-        self._writer = DataWriter(participant, topic, qos=dds_qos(QOS_TRANSIENT_LOCAL))
+        # rmw_cyclonedds (Iron+) looks for a type hash on every endpoint, this one included
+        user_data = (f"typehash={types.type_hash(layout.info_type)};".encode()
+                     if layout.type_hashes else None)
+        self._writer = DataWriter(participant, topic,
+                                  qos=dds_qos(QOS_TRANSIENT_LOCAL, user_data=user_data))
         self._participant_gid = participant.guid.bytes
 
     def announce(self) -> None:

@@ -52,9 +52,19 @@ class MessageTypeError(KeyError):
 
 
 def msg_dir() -> Path:
-    """This package's ``msg/`` folder: the source tree's, else the installed share folder."""
-    candidates = [Path(__file__).resolve().parents[2] / "msg",
-                  Path(sys.prefix) / "share" / PACKAGE / "msg"]
+    """This package's ``msg/`` folder: the source tree's (editable installs), else the installed
+    ``share/hmr_ros/msg`` of a pip install (``sys.prefix``) or of a colcon install (ament index,
+    or the prefix above ``lib/pythonX.Y/site-packages``)."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "msg", Path(sys.prefix) / "share" / PACKAGE / "msg"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory(PACKAGE)) / "msg")
+    except Exception:  # noqa: BLE001 - no ROS install, or the package is not in the index
+        pass
+    if len(here.parents) > 5:
+        candidates.append(here.parents[5] / "share" / PACKAGE / "msg")
     for path in candidates:
         if path.is_dir() and any(path.glob("*.msg")):
             return path
