@@ -111,17 +111,6 @@ def _delete(entity: Any) -> None:
         pass
 
 
-class _RateLimitedLog:
-    """Logs the first few occurrences of a problem, then every Nth, with the running count."""
-
-    def __init__(self, logger: logging.Logger, first: int = 5, every: int = 100) -> None:
-        self._logger, self._first, self._every = logger, first, every
-
-    def __call__(self, count: int, message: str) -> None:
-        if count <= self._first or count % self._every == 0:
-            self._logger.warning("%s (%d so far)", message, count)
-
-
 class DdsWriter(Publisher):
     """A DataWriter whose samples are encoded by the one-copy codec."""
 
@@ -170,27 +159,22 @@ class DdsWriter(Publisher):
 
 
 class DdsReader(Subscription):
-    """A DataReader drained by the transport's spin loop; decodes defensively."""
+    """A DataReader drained by the transport's spin loop (`Subscription.deliver` decodes)."""
 
     def __init__(self, transport: "DdsTransport", topic: str, type_name: str, qos: QoSProfile,
                  reader: DataReader, callback: Callable[[Any], None], raw: bool,
                  max_sample_bytes: int) -> None:
         self.topic, self.type_name, self.qos = topic, type_name, qos
-        self._transport, self._reader, self._callback, self._raw = transport, reader, callback, raw
-        self._max_bytes = max_sample_bytes
+        self._transport, self._reader = transport, reader
+        self._init_delivery(transport.logger, callback, raw, max_sample_bytes)
         self.condition = ReadCondition(reader, _TAKE_MASK)
-        self.received = 0
-        self.dropped_malformed = 0
-        self.dropped_oversized = 0
-        self.callback_errors = 0
-        self._log_drop = _RateLimitedLog(transport.logger)
 
     @property
     def gid(self) -> bytes:
         return self._reader.guid.bytes
 
     def drain(self, max_samples: int = 256) -> int:
-        """Take what has arrived and run the callback on each sample; returns the number taken."""
+        """Take what has arrived and deliver each sample; returns the number taken."""
         if self._reader is None:
             return 0
         try:
@@ -201,31 +185,8 @@ class DdsReader(Subscription):
         if isinstance(samples, int):
             return 0
         for data, info in samples:
-            if not info.valid_data:
-                continue
-            self.received += 1
-            if len(data) > self._max_bytes:
-                self.dropped_oversized += 1
-                self._log_drop(self.dropped_oversized,
-                               f"{self.topic}: dropped a {len(data)}-byte sample, over the "
-                               f"{self._max_bytes}-byte limit")
-                continue
-            if self._raw:
-                message = data
-            else:
-                try:
-                    message = cdr.deserialize(data, self.type_name)
-                except cdr.CdrError as exc:
-                    self.dropped_malformed += 1
-                    self._log_drop(self.dropped_malformed,
-                                   f"{self.topic}: dropped a malformed sample: {exc}")
-                    continue
-            try:
-                self._callback(message)
-            except Exception:  # noqa: BLE001 - a callback bug must not stop the node
-                self.callback_errors += 1
-                self._transport.logger.error("callback on %s raised:\n%s", self.topic,
-                                             traceback.format_exc())
+            if info.valid_data:
+                self.deliver(data)
         return len(samples)
 
     def close(self) -> None:

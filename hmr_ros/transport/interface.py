@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import traceback
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Optional
 
@@ -107,13 +108,55 @@ class Publisher(abc.ABC):
 
 
 class Subscription(abc.ABC):
-    """Delivers the messages of one topic to a callback; counts what it had to drop."""
+    """Delivers the messages of one topic to a callback; counts what it had to drop.
+
+    Both transports receive CDR bytes and hand them to `deliver`, which decodes defensively:
+    an oversized or malformed sample, or a callback that raises, is counted and logged (the
+    first few times, then every 100th), never raised into the transport's spin loop.
+    """
 
     topic: str
     type_name: str
     qos: QoSProfile
-    received: int = 0
-    dropped_malformed: int = 0
+
+    def _init_delivery(self, logger: Any, callback: Callable[[Any], None], raw: bool,
+                       max_sample_bytes: Optional[int] = None) -> None:
+        self._logger, self._callback, self._raw = logger, callback, raw
+        self._max_bytes = max_sample_bytes
+        self.received = 0
+        self.dropped_malformed = 0
+        self.dropped_oversized = 0
+        self.callback_errors = 0
+
+    def _log_drop(self, count: int, message: str) -> None:
+        if count <= 5 or count % 100 == 0:
+            self._logger.warning("%s (%d so far)", message, count)
+
+    def deliver(self, data: bytes) -> None:
+        """Decode one received sample (unless raw) and run the callback on it."""
+        from . import cdr
+
+        self.received += 1
+        if self._max_bytes is not None and len(data) > self._max_bytes:
+            self.dropped_oversized += 1
+            self._log_drop(self.dropped_oversized, f"{self.topic}: dropped a {len(data)}-byte "
+                                                   f"sample, over the {self._max_bytes}-byte limit")
+            return
+        if self._raw:
+            message = data
+        else:
+            try:
+                message = cdr.deserialize(data, self.type_name)
+            except cdr.CdrError as exc:
+                self.dropped_malformed += 1
+                self._log_drop(self.dropped_malformed,
+                               f"{self.topic}: dropped a malformed sample: {exc}")
+                return
+        try:
+            self._callback(message)
+        except Exception:  # noqa: BLE001 - a callback bug must not stop the node
+            self.callback_errors += 1
+            self._logger.error("callback on %s raised:\n%s", self.topic, traceback.format_exc())
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -11,7 +11,6 @@ rclpy's generated classes and ours is needed. rclpy still needs each type's Pyth
 
 from __future__ import annotations
 
-import traceback
 from typing import Any, Callable, Dict, List, Optional
 
 from . import cdr, types
@@ -87,33 +86,14 @@ class _RclpyPublisher(Publisher):
 
 
 class _RclpySubscription(Subscription):
+    """rclpy hands raw CDR bytes to `Subscription.deliver`."""
+
     def __init__(self, transport: "RclpyTransport", topic: str, type_name: str, qos: QoSProfile,
                  callback: Callable[[Any], None], raw: bool) -> None:
         self.topic, self.type_name, self.qos = topic, type_name, qos
-        self._transport, self._callback, self._raw = transport, callback, raw
-        self.received = 0
-        self.dropped_malformed = 0
-        self.callback_errors = 0
+        self._transport = transport
+        self._init_delivery(transport.logger, callback, raw)
         self.handle: Any = None
-
-    def on_bytes(self, data: bytes) -> None:
-        self.received += 1
-        if self._raw:
-            message = data
-        else:
-            try:
-                message = cdr.deserialize(data, self.type_name)
-            except cdr.CdrError as exc:
-                self.dropped_malformed += 1
-                self._transport.logger.warning("%s: dropped a malformed sample: %s (%d so far)",
-                                               self.topic, exc, self.dropped_malformed)
-                return
-        try:
-            self._callback(message)
-        except Exception:  # noqa: BLE001 - a callback bug must not stop the node
-            self.callback_errors += 1
-            self._transport.logger.error("callback on %s raised:\n%s", self.topic,
-                                         traceback.format_exc())
 
     def close(self) -> None:
         if self.handle is not None:
@@ -171,7 +151,7 @@ class RclpyTransport(Transport):
         type_name = types.normalize_type_name(type_name)
         sub = _RclpySubscription(self, topic, type_name, qos, callback, raw)
         sub.handle = self.node.create_subscription(
-            self._msg_class(type_name), topic, sub.on_bytes, _rclpy_qos(self._rqos, qos),
+            self._msg_class(type_name), topic, sub.deliver, _rclpy_qos(self._rqos, qos),
             raw=True)
         sub.topic = sub.handle.topic_name
         return sub
