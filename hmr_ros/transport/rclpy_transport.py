@@ -162,8 +162,10 @@ class RclpyTransport(Transport):
     def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
         from rcl_interfaces.msg import ParameterDescriptor
 
-        param = self.node.declare_parameter(name, default,
-                                            ParameterDescriptor(description=description))
+        # dynamic typing: `-p rate:=3` for a float parameter must not abort the node; the value
+        # is converted to the default's type here, with a clear error if it cannot be
+        param = self.node.declare_parameter(
+            name, default, ParameterDescriptor(description=description, dynamic_typing=True))
         return coerce_parameter(name, param.value, default)
 
     def get_parameter(self, name: str) -> Any:
