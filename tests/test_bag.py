@@ -235,3 +235,18 @@ def test_shipped_mesh_faces_equal_the_procedural_body(tmp_path):
         load_faces_resource("SMPL_NEUTRAL")
     with pytest.raises(ValueError, match="face indices"):
         mesh_faces_message("x", np.array([[0, 1, 5]]), np.zeros(3))
+
+
+def test_sample_bag_with_compressed_images(tmp_path):
+    from hmr_ros.bag.sample import COMPRESSED_IMAGE_TOPIC
+
+    path = make_sample_bag(tmp_path / "jpeg", seconds=0.2, fps=10, people=1, size=64,
+                           compressed="jpeg", storage="sqlite3")
+    with BagReader(path) as bag:
+        topics = {t.topic: t.type_name for t in bag.topics()}
+        assert topics[COMPRESSED_IMAGE_TOPIC[0]] == COMPRESSED_IMAGE_TOPIC[1]
+        assert SAMPLE_TOPICS["image"][0] not in topics
+        msg = next(m for m in bag.messages([COMPRESSED_IMAGE_TOPIC[0]])).decode()
+    assert msg.format == "jpeg" and compressed_to_rgb(msg).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="jpeg or png"):
+        make_sample_bag(tmp_path / "x", compressed="gif")

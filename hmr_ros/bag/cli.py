@@ -153,10 +153,14 @@ def add_make_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=320, help="square image side (default 320)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    parser.add_argument("--compressed", choices=("jpeg", "png"), default=None,
+                        help="write CompressedImage on /camera/image_raw/compressed instead of "
+                             "raw rgb8 (a 10 s raw bag is ~140 MB)")
 
 
 def run_make_sample(args: argparse.Namespace) -> int:
-    from .sample import SAMPLE_TOPICS, make_sample_bag
+    from .reader import BagReader
+    from .sample import make_sample_bag
 
     frames = int(round(args.seconds * args.fps))
     bar, update = _progress(frames, "render")
@@ -164,13 +168,14 @@ def run_make_sample(args: argparse.Namespace) -> int:
     try:
         path = make_sample_bag(args.out, seconds=args.seconds, fps=args.fps, people=args.people,
                                size=args.size, seed=args.seed, storage=args.storage,
-                               progress=update)
+                               compressed=args.compressed, progress=update)
     finally:
         bar.close()
     print(f"wrote {path} ({args.storage}): {frames} frames at {args.fps:g} Hz, "
           f"{args.people} people, in {time.monotonic() - start:.1f} s")
-    for topic, type_name in SAMPLE_TOPICS.values():
-        print(f"  {topic} [{type_name}]")
+    with BagReader(path) as bag:
+        for t in bag.topics():
+            print(f"  {t.topic} [{t.type_name}] {t.count} msgs")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Topics (frame ``camera_optical_frame``, stamps from a fixed epoch, 30 Hz by default):
 
-- ``/camera/image_raw`` (``sensor_msgs/Image``, rgb8) and ``/camera/camera_info``;
+- ``/camera/image_raw`` (``sensor_msgs/Image``, rgb8), or with ``compressed`` (jpeg, png)
+  ``/camera/image_raw/compressed`` (``sensor_msgs/CompressedImage``), and ``/camera/camera_info``;
 - ``/ground_truth/detections`` (``vision_msgs/Detection2DArray``): person boxes taken from the
   ground truth (named so: they are not a detector's output), for models that need boxes;
 - ``/ground_truth/human_mesh`` (``hmr_ros/HumanMeshArray``): pose, shape, translation, vertices,
@@ -18,13 +19,14 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from hmr_ros.transport import QOS_DEFAULT, QOS_TRANSIENT_LOCAL, types
-from hmr_ros.transport.images import rgb_to_image
+from hmr_ros.transport.images import rgb_to_compressed, rgb_to_image
 from hmr_ros.transport.mesh_faces import mesh_faces_message
 
 from .writer import BagWriter
 
 __all__ = ["make_sample_bag", "SAMPLE_TOPICS", "camera_info_message"]
 
+COMPRESSED_IMAGE_TOPIC = ("/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage")
 SAMPLE_TOPICS = {
     "image": ("/camera/image_raw", "sensor_msgs/msg/Image"),
     "camera_info": ("/camera/camera_info", "sensor_msgs/msg/CameraInfo"),
@@ -86,14 +88,21 @@ def _detection(frame: Any, k: int, header: Any) -> Any:
 
 def make_sample_bag(out: Any, *, seconds: float = 10.0, fps: float = 30.0, people: int = 3,
                     size: int = 320, seed: int = 0, storage: str = "mcap",
+                    compressed: Optional[str] = None,
                     progress: Optional[Callable[[int, int], None]] = None) -> Path:
-    """Render the sequence and write the bag; returns its path."""
+    """Render the sequence and write the bag; returns its path. ``compressed``: None (raw
+    rgb8 images) or "jpeg" / "png" (CompressedImage on ``/camera/image_raw/compressed``)."""
     from hmr_ros.data.synthetic.sequence import WalkingSequence
 
+    if compressed not in (None, "jpeg", "png"):
+        raise ValueError(f"compressed must be jpeg or png, not {compressed!r}")
     seq = WalkingSequence(seconds=seconds, fps=fps, people=people, size=size, seed=seed)
     body = seq.body
+    topics = dict(SAMPLE_TOPICS)
+    if compressed:
+        topics["image"] = COMPRESSED_IMAGE_TOPIC
     with BagWriter(out, storage=storage) as bag:
-        for key, (topic, type_name) in SAMPLE_TOPICS.items():
+        for key, (topic, type_name) in topics.items():
             bag.add_topic(topic, type_name,
                           QOS_TRANSIENT_LOCAL if key == "faces" else QOS_DEFAULT)
         faces = mesh_faces_message(body.name, body.faces, body.part, _header(_EPOCH_NS))
@@ -101,7 +110,9 @@ def make_sample_bag(out: Any, *, seconds: float = 10.0, fps: float = 30.0, peopl
         for frame in seq:
             stamp = _EPOCH_NS + int(round(frame.time_s * 1e9))
             header = _header(stamp)
-            bag.write(SAMPLE_TOPICS["image"][0], stamp, rgb_to_image(frame.image, header))
+            image = (rgb_to_compressed(frame.image, header, compressed) if compressed
+                     else rgb_to_image(frame.image, header))
+            bag.write(topics["image"][0], stamp, image)
             bag.write(SAMPLE_TOPICS["camera_info"][0], stamp,
                       camera_info_message(frame.K, size, size, header))
             visible = [k for k in range(len(frame.betas)) if frame.in_view[k]]
