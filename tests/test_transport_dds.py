@@ -218,3 +218,41 @@ def test_humble_layout_on_the_wire_has_no_type_hash(dds_domain):
         assert parsed and parsed["layout"] == "humble"
         assert parsed["nodes"][0]["name"] == "hmr_humble"
         assert node.publishers[0]._writer.get_qos().__class__.__name__  # writer alive
+
+
+def test_close_from_another_thread_while_spinning_and_publishing(dds_domain):
+    import threading
+
+    node = DdsTransport("hmr_threads")
+    pub = node.create_publisher("/x", "std_msgs/msg/Header")
+    node.create_subscription("/x", "std_msgs/msg/Header", lambda m: None)
+    errors = []
+
+    def spin():
+        try:
+            node.spin()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def publish():
+        msg = types.make("std_msgs/msg/Header")
+        while not node.closed:
+            try:
+                pub.publish(msg)
+            except TransportError:
+                return  # closed under our feet: the documented error
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=spin), threading.Thread(target=publish)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    node.close()
+    for t in threads:
+        t.join(timeout=15)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    node.spin_once(0.01)  # a no-op after close
+    with pytest.raises(TransportError, match="closed"):
+        node.create_publisher("/y", "std_msgs/msg/Header")

@@ -125,7 +125,8 @@ class DdsWriter(Publisher):
         return self._writer.guid.bytes
 
     def publish(self, msg: Any) -> None:
-        if self._writer is None:
+        writer = self._writer  # close() may clear it from another thread
+        if writer is None:
             raise TransportError(f"publisher on {self.topic} is closed")
         if isinstance(msg, (bytes, bytearray, memoryview)):
             data = memoryview(msg).cast("B")
@@ -133,7 +134,7 @@ class DdsWriter(Publisher):
                 data = bytes(data) + b"\0" * (4 - len(data) % 4)
         else:
             data = cdr.serialize(msg, self.type_name, pad=True)
-        ret = ddspy_write(self._writer._ref, data)
+        ret = ddspy_write(writer._ref, data)
         if ret < 0:
             raise TransportError(f"publishing on {self.topic} failed: {DDSException(ret, '')}")
         self.published += 1
@@ -234,6 +235,7 @@ class DdsTransport(Transport):
         self._parameters: Dict[str, Any] = {}
         self._max_sample_bytes = int(max_sample_bytes)
         self._lock = threading.RLock()
+        self._spin_lock = threading.Lock()
         self._closed = False
         self._domain = Domain(domain_id, config) if config else None
         try:
@@ -360,7 +362,13 @@ class DdsTransport(Transport):
     # -- executor -------------------------------------------------------------------------------
 
     def spin_once(self, timeout_s: float = 0.1) -> None:
-        self._check_open()
+        """Wait up to ``timeout_s`` for samples or a due timer, then run the callbacks. Returns
+        at once after `close` (which waits for a running spin_once to finish first)."""
+        with self._spin_lock:
+            if not self._closed:
+                self._spin_once(timeout_s)
+
+    def _spin_once(self, timeout_s: float) -> None:
         now = time.monotonic()
         with self._lock:
             timers = [t for t in self._timers if not t.cancelled]
@@ -404,6 +412,13 @@ class DdsTransport(Transport):
             self._closed = True
             subs, pubs = list(self._subscriptions), list(self._publishers)
             self._subscriptions, self._publishers = [], []
+        # a spin_once in another thread may be blocked in the wait set: wake it and let it
+        # finish before the entities it uses are deleted
+        self._wake.set(True)
+        if not self._spin_lock.acquire(timeout=10.0):
+            self.logger.error("a callback did not return within 10 s; closing anyway")
+        else:
+            self._spin_lock.release()
         self._graph.close()
         for sub in subs:
             sub._reader = None
