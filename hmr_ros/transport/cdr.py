@@ -162,23 +162,32 @@ class _Compiler:
             size.append(f"    p = ((p + 3) & -4) + 5 + len({get}.encode())")
             write.append(f"    b = {get}.encode(); st = LEN[p & 3]")
             write.append("    out.append(st.pack(len(b) + 1) + b + b'\\0'); p += st.size + len(b) + 1")
-            read.append(f"    {var}, p = _read_string(data, p, end, TYPE, '{label}')")
+            read.append("    p = (p + 3) & -4")
+            read.append(f"    if p + 4 > end: raise CdrError(f'{{TYPE}}.{label}: truncated at {{p}}')")
+            read.append("    n = U32.unpack_from(data, p)[0]; p += 4")
+            read.append(f"    if n == 0 or n > end - p: raise CdrError(f'{{TYPE}}.{label}: string "
+                        "length {n} does not fit in the {end - p} bytes left at {p}')")
+            read.append(f"    {var} = str(data[p:p + n - 1], 'utf-8'); p += n")
             return
         sub, count = details
         is_seq = kind == Nodetype.SEQUENCE
         n = f"n_{var}"
+        primitive = _is_primitive(sub)
         if is_seq:
             size.append(f"    {n} = _count({get}); p = ((p + 3) & -4) + 4")
-            write.append(f"    {n} = _count({get}); st = LEN[p & 3]; out.append(st.pack({n})); p += st.size")
+            if not primitive:
+                write.append(f"    {n} = len({get}); st = LEN[p & 3]; out.append(st.pack({n})); "
+                             "p += st.size")
             read.append("    p = (p + 3) & -4")
             read.append(f"    if p + 4 > end: raise CdrError(f'{{TYPE}}.{label}: truncated at {{p}}')")
             read.append(f"    {n} = U32.unpack_from(data, p)[0]; p += 4")
         else:
-            for lines in (size, write, read):
+            for lines in (size, read):
                 lines.append(f"    {n} = {count}")
-            write.append(f"    if _count({get}) != {count}: raise CdrError("
-                         f"f'{{TYPE}}.{label}: array needs {count} elements, got {{_count({get})}}')")
-        if _is_primitive(sub):
+            if not primitive:
+                write.append(f"    if len({get}) != {count}: raise CdrError("
+                             f"f'{{TYPE}}.{label}: array needs {count} elements, got {{len({get})}}')")
+        if primitive:
             dtype = PRIMITIVE_DTYPES[sub[1][0]]
             a = dtype.itemsize
             env[f"D_{var}"] = dtype
@@ -189,17 +198,26 @@ class _Compiler:
             for lines in (size, read):
                 if align:
                     lines.append(f"    {guard}{align}")
-            if align:
-                write.append(f"    {guard}q = {align[4:]}; out.append(Z[q - p]); p = q")
             size.append(f"    p += {n} * {a}")
-            # an ndarray of the right dtype is sent from its own memory (a C-contiguous one
-            # casts; others go through _array_bytes, which converts or copies)
+            # The bytes first: an ndarray of the right dtype is sent from its own memory (a
+            # C-contiguous one casts; anything else goes through _array_bytes, which converts
+            # or copies); the count follows from their length.
             write.append(f"    a = {get}")
             write.append(f"    if a.__class__ is ndarray and a.dtype is D_{var}:")
             write.append("        try: b = a.data.cast('B')")
             write.append(f"        except (TypeError, ValueError): b = _array_bytes(a, D_{var}, TYPE, '{label}')")
             write.append(f"    else: b = _array_bytes(a, D_{var}, TYPE, '{label}')")
-            write.append("    out.append(b); p += len(b)")
+            write.append("    nb = len(b)")
+            if is_seq:
+                write.append(f"    st = LEN[p & 3]; out.append(st.pack(nb // {a})); p += st.size")
+                if align:
+                    write.append(f"    if nb: q = {align[4:]}; out.append(Z[q - p]); p = q")
+            else:
+                write.append(f"    if nb != {count * a}: raise CdrError("
+                             f"f'{{TYPE}}.{label}: array needs {count} elements, got {{nb // {a}}}')")
+                if align:
+                    write.append(f"    q = {align[4:]}; out.append(Z[q - p]); p = q")
+            write.append("    out.append(b); p += nb")
             read.append(f"    if {n} * {a} > end - p: raise CdrError("
                         f"f'{{TYPE}}.{label}: {{{n}}} elements do not fit in the {{end - p}} bytes left at {{p}}')")
             read.append(f"    {var} = np.frombuffer(data, D_{var}, {n}, p); p += {n} * {a}")
@@ -305,6 +323,9 @@ def deserialize(data: Any, type_name: str) -> Any:
         msg, _ = read_fn(body, 0, len(body))
     except CdrError:
         raise
+    except UnicodeDecodeError as exc:
+        raise CdrError(f"{name}: a string is not UTF-8 ({exc.reason} at byte {exc.start})"
+                       ) from None
     except (struct.error, ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:
         raise CdrError(f"{name}: malformed sample: {exc}") from None
     return msg
