@@ -35,8 +35,11 @@ def dds_domain(monkeypatch):
 
     from hmr_ros.transport.dds import loopback_config
 
+    import time
+
     _DOMAIN_COUNTER[0] += 1
-    domain = 1 + (os.getpid() * 13 + _DOMAIN_COUNTER[0] * 7) % 230
+    # spread runs that share a host (parallel CI jobs) over the 230 usable ids
+    domain = 1 + (os.getpid() * 13 + time.time_ns() // 1000 + _DOMAIN_COUNTER[0] * 7) % 230
     monkeypatch.setenv("CYCLONEDDS_URI", loopback_config())
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
     monkeypatch.delenv("ROS_DISTRO", raising=False)

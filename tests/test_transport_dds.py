@@ -139,9 +139,9 @@ def test_transient_local_reaches_a_late_subscriber(dds_domain):
             assert _spin_until(b, lambda: got, 5)
 
 
-def test_timers_parameters_and_names():
-    with DdsTransport("hmr_misc", domain_id=0, parameters={"rate": "2.5", "flag": "true",
-                                                           "typo": 1}) as node:
+def test_timers_parameters_and_names(dds_domain):
+    with DdsTransport("hmr_misc", parameters={"rate": "2.5", "flag": "true",
+                                              "typo": 1}) as node:
         ticks = []
         timer = node.create_timer(0.02, lambda: ticks.append(time.monotonic()))
         _spin_until(node, lambda: len(ticks) >= 5, 2)
@@ -154,8 +154,9 @@ def test_timers_parameters_and_names():
         assert node.declare_parameter("flag", False) is True
         assert node.declare_parameter("depth", 5) == 5
         assert node.undeclared_parameters() == ["typo"]
-        with pytest.raises(TransportError, match="not a valid int"):
-            DdsTransport("hmr_bad", domain_id=0, parameters={"n": "x"}).declare_parameter("n", 1)
+        with DdsTransport("hmr_bad", parameters={"n": "x"}) as bad:
+            with pytest.raises(TransportError, match="not a valid int"):
+                bad.declare_parameter("n", 1)
         now = node.now()
         assert abs(now.sec + now.nanosec * 1e-9 - time.time()) < 1
     assert resolve_topic("image", "n", "/cam") == "/cam/image"
@@ -217,7 +218,7 @@ def test_humble_layout_on_the_wire_has_no_type_hash(dds_domain):
             time.sleep(0.05)
         assert parsed and parsed["layout"] == "humble"
         assert parsed["nodes"][0]["name"] == "hmr_humble"
-        assert node.publishers[0]._writer.get_qos().__class__.__name__  # writer alive
+        assert parsed["nodes"][0]["writers"] == [node.publishers[0].gid]
 
 
 def test_close_from_another_thread_while_spinning_and_publishing(dds_domain):
@@ -256,3 +257,32 @@ def test_close_from_another_thread_while_spinning_and_publishing(dds_domain):
     node.spin_once(0.01)  # a no-op after close
     with pytest.raises(TransportError, match="closed"):
         node.create_publisher("/y", "std_msgs/msg/Header")
+
+
+def test_close_from_a_callback_and_nested_spin(dds_domain):
+    node = DdsTransport("hmr_self_close")
+    calls = []
+
+    def tick():
+        calls.append(1)
+        if len(calls) == 1:
+            with pytest.raises(TransportError, match="inside a callback"):
+                node.spin_once(0.01)
+        if len(calls) == 2:
+            node.close()  # from the spinning thread: must not wait for itself
+
+    node.create_timer(0.01, tick)
+    start = time.monotonic()
+    node.spin()
+    assert node.closed and len(calls) == 2 and time.monotonic() - start < 5
+
+
+def test_endpoint_close_after_transport_close_is_harmless(dds_domain):
+    node = DdsTransport("hmr_order")
+    pub = node.create_publisher("/a", "std_msgs/msg/Header")
+    sub = node.create_subscription("/a", "std_msgs/msg/Header", lambda m: None)
+    node.close()
+    pub.close()
+    sub.close()
+    with pytest.raises(TransportError, match="closed"):
+        pub.publish(types.make("std_msgs/msg/Header"))

@@ -203,6 +203,7 @@ class _DdsTimer(Timer):
         self.period_s, self.callback = float(period_s), callback
         self.next_due = time.monotonic() + self.period_s
         self.cancelled = False
+        self.errors = 0
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -236,7 +237,10 @@ class DdsTransport(Transport):
         self._max_sample_bytes = int(max_sample_bytes)
         self._lock = threading.RLock()
         self._spin_lock = threading.Lock()
+        self._spinning_thread: Optional[int] = None
         self._closed = False
+        self._close_deferred = False
+        self._released = False
         self._domain = Domain(domain_id, config) if config else None
         try:
             self._participant = DomainParticipant(
@@ -315,13 +319,19 @@ class DdsTransport(Transport):
 
     def _forget(self, endpoint: Any, entity: Any) -> None:
         with self._lock:
+            if self._released:
+                return  # the transport closed first: the participant took the entity along
             if isinstance(endpoint, DdsReader):
+                if endpoint not in self._subscriptions:
+                    return
                 self._subscriptions.remove(endpoint)
                 self._waitset.detach(endpoint.condition)
                 _delete(endpoint.condition)
             else:
+                if endpoint not in self._publishers:
+                    return
                 self._publishers.remove(endpoint)
-        _delete(entity)
+            _delete(entity)
         if not self._closed:
             self._graph.announce()
 
@@ -364,9 +374,19 @@ class DdsTransport(Transport):
     def spin_once(self, timeout_s: float = 0.1) -> None:
         """Wait up to ``timeout_s`` for samples or a due timer, then run the callbacks. Returns
         at once after `close` (which waits for a running spin_once to finish first)."""
+        me = threading.get_ident()
+        if self._spinning_thread == me:
+            raise TransportError("spin_once called from inside a callback (it would deadlock)")
         with self._spin_lock:
-            if not self._closed:
+            if self._closed:
+                return
+            self._spinning_thread = me
+            try:
                 self._spin_once(timeout_s)
+            finally:
+                self._spinning_thread = None
+        if self._close_deferred:
+            self._release()  # close() was called from one of this spin's callbacks
 
     def _spin_once(self, timeout_s: float) -> None:
         now = time.monotonic()
@@ -389,8 +409,11 @@ class DdsTransport(Transport):
                 timer.next_due += max(1, int((now - timer.next_due) // timer.period_s) + 1) * timer.period_s
                 try:
                     timer.callback()
-                except Exception:  # noqa: BLE001
-                    self.logger.error("timer callback raised:\n%s", traceback.format_exc())
+                except Exception:  # noqa: BLE001 - a timer bug must not stop the node
+                    timer.errors += 1
+                    if timer.errors <= 5 or timer.errors % 100 == 0:
+                        self.logger.error("timer callback raised (%d so far):\n%s",
+                                          timer.errors, traceback.format_exc())
 
     def wake(self) -> None:
         """Make a blocked `spin_once` return now (from another thread)."""
@@ -406,19 +429,33 @@ class DdsTransport(Transport):
             raise TransportError(f"transport of node {self.node_name} is closed")
 
     def close(self) -> None:
+        """Leave the graph and delete the DDS entities. Safe from any thread: from another
+        thread it waits for a running spin_once to finish; from a callback it only marks the
+        transport closed and the spin_once that runs the callback releases it on return."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            subs, pubs = list(self._subscriptions), list(self._publishers)
-            self._subscriptions, self._publishers = [], []
-        # a spin_once in another thread may be blocked in the wait set: wake it and let it
-        # finish before the entities it uses are deleted
+        if self._spinning_thread == threading.get_ident():
+            self._close_deferred = True  # inside a callback: spin_once releases on return
+            return
         self._wake.set(True)
         if not self._spin_lock.acquire(timeout=10.0):
             self.logger.error("a callback did not return within 10 s; closing anyway")
-        else:
+            self._release()
+            return
+        try:
+            self._release()
+        finally:
             self._spin_lock.release()
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+            subs, pubs = list(self._subscriptions), list(self._publishers)
+            self._subscriptions, self._publishers = [], []
         self._graph.close()
         for sub in subs:
             sub._reader = None

@@ -120,26 +120,28 @@ class GraphAnnouncer:
         self._participant_gid = participant.guid.bytes
 
     def announce(self) -> None:
-        """Publish the current node and endpoint lists (after every change)."""
-        if self._writer is None:
-            return
-        readers, writers = self._transport.endpoint_gids()
-        node = {"name": self._transport.node_name, "namespace": self._transport.namespace,
-                "readers": readers, "writers": writers}
-        msg = participant_info(self._layout, self._participant_gid, [node])
-        from cyclonedds._clayer import ddspy_write
-
-        ddspy_write(self._writer._ref, cdr.serialize(msg, self._layout.info_type, pad=True))
+        """Publish the current node and endpoint lists (after every change). Serialised with
+        the transport's endpoint changes, so the last sample always lists the current set."""
+        with self._transport._lock:
+            if self._writer is None:
+                return
+            readers, writers = self._transport.endpoint_gids()
+            node = {"name": self._transport.node_name, "namespace": self._transport.namespace,
+                    "readers": readers, "writers": writers}
+            self._write(participant_info(self._layout, self._participant_gid, [node]))
 
     def close(self) -> None:
         """Announce that the node is gone (an empty node list), then stop."""
-        if self._writer is None:
-            return
-        msg = participant_info(self._layout, self._participant_gid, [])
+        with self._transport._lock:
+            if self._writer is None:
+                return
+            self._write(participant_info(self._layout, self._participant_gid, []))
+            self._writer = None
+
+    def _write(self, msg: Any) -> None:
         from cyclonedds._clayer import ddspy_write
 
         ddspy_write(self._writer._ref, cdr.serialize(msg, self._layout.info_type, pad=True))
-        self._writer = None
 
 
 def ros_type_name(dds_name: str) -> str:

@@ -156,7 +156,9 @@ class Subscription(abc.ABC):
             self._callback(message)
         except Exception:  # noqa: BLE001 - a callback bug must not stop the node
             self.callback_errors += 1
-            self._logger.error("callback on %s raised:\n%s", self.topic, traceback.format_exc())
+            if self.callback_errors <= 5 or self.callback_errors % 100 == 0:
+                self._logger.error("callback on %s raised (%d so far):\n%s", self.topic,
+                                   self.callback_errors, traceback.format_exc())
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -11,6 +11,7 @@ rclpy's generated classes and ours is needed. rclpy still needs each type's Pyth
 
 from __future__ import annotations
 
+import traceback
 from typing import Any, Callable, Dict, List, Optional
 
 from . import cdr, types
@@ -65,7 +66,10 @@ class _RclpyPublisher(Publisher):
     def publish(self, msg: Any) -> None:
         if self._pub is None:
             raise TransportError(f"publisher on {self.topic} is closed")
-        data = msg if isinstance(msg, bytes) else bytes(cdr.serialize(msg, self.type_name))
+        if isinstance(msg, (bytes, bytearray, memoryview)):
+            data = bytes(msg)  # rclpy's publish_raw takes bytes only
+        else:
+            data = cdr.serialize(msg, self.type_name)
         self._pub.publish(data)
 
     def subscription_count(self) -> int:
@@ -157,7 +161,18 @@ class RclpyTransport(Transport):
         return sub
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
-        return _RclpyTimer(self.node, self.node.create_timer(period_s, callback))
+        errors = [0]
+
+        def guarded() -> None:  # as on the built-in transport: a timer bug is logged, not fatal
+            try:
+                callback()
+            except Exception:  # noqa: BLE001
+                errors[0] += 1
+                if errors[0] <= 5 or errors[0] % 100 == 0:
+                    self.logger.error("timer callback raised (%d so far):\n%s", errors[0],
+                                      traceback.format_exc())
+
+        return _RclpyTimer(self.node, self.node.create_timer(period_s, guarded))
 
     def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
         from rcl_interfaces.msg import ParameterDescriptor
