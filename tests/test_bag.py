@@ -189,33 +189,55 @@ def test_images_raw_and_compressed():
 
 
 def test_play_in_one_process_record_in_another(tmp_path, sample_bag, dds_domain):
-    """``hmr-ros play --as-fast-as-consumed`` in a child process, `record_topics` here."""
+    """``hmr-ros play --as-fast-as-consumed`` in a child process, `record_topics` here, with
+    the types and QoS learnt from discovery."""
     from hmr_ros.bag.replay import record_topics
     from hmr_ros.transport.dds import DdsTransport
 
     out = tmp_path / "recorded"
     topics = [SAMPLE_TOPICS["image"][0], SAMPLE_TOPICS["ground_truth"][0]]
-    env = dict(os.environ)
     player = subprocess.Popen([sys.executable, "-m", "hmr_ros.cli", "play", str(sample_bag),
-                               "--as-fast-as-consumed", "--loopback",
+                               "--as-fast-as-consumed", "--loopback", "--topics", *topics,
                                "--wait-for-subscribers", "15"],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+                              cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
     try:
         with DdsTransport("hmr_recorder") as node:
             stats = record_topics(out, node, topics, duration_s=30, max_messages=10,
-                                  discovery_timeout_s=20,
-                                  qos=types_default().with_overrides(depth=50))
+                                  discovery_timeout_s=20)
     finally:
         stdout, stderr = player.communicate(timeout=60)
     assert player.returncode == 0, stderr
     assert stats.types == {t: dict(SAMPLE_TOPICS.values())[t] for t in topics}
-    assert "published" in stdout
-    with BagReader(sample_bag) as original, BagReader(out) as recorded:
-        want = {(m.topic, m.data) for m in original.messages(topics)}
-        got = [(m.topic, m.data) for m in recorded.messages()]
+    assert all(q.reliability == "reliable" and q.durability == "volatile"
+               for q in stats.qos.values())
+    assert "published 10 messages" in stdout
+
+    def decoded(bag_path, wanted):
+        with BagReader(bag_path) as bag:
+            return [(m.topic, bytes(cdr.serialize(m.decode(), m.type_name)))
+                    for m in bag.messages(wanted)]
+
     # --as-fast-as-consumed waits for every sample to be acknowledged: nothing is lost
-    assert len(got) == 10 and set(got) == want
+    got = decoded(out, None)
+    assert len(got) == 10 and sorted(got) == sorted(decoded(sample_bag, topics))
+
+
+def test_record_stops_on_request_and_leaves_a_readable_bag(tmp_path, dds_domain):
+    from hmr_ros.bag.replay import record_topics
+    from hmr_ros.transport import QOS_TRANSIENT_LOCAL
+    from hmr_ros.transport.dds import DdsTransport
+
+    with DdsTransport("hmr_pub_latched") as pub_node, DdsTransport("hmr_rec") as node:
+        latched = pub_node.create_publisher("/faces", "hmr_ros/msg/MeshFaces", QOS_TRANSIENT_LOCAL)
+        latched.publish(example_message("hmr_ros/msg/MeshFaces"))
+        got = []
+        stats = record_topics(tmp_path / "rec", node, ["/faces"], discovery_timeout_s=10,
+                              stop=lambda: got.append(1) or len(got) > 40)
+    assert stats.qos["/faces"].durability == "transient_local"  # adapted: latched sample kept
+    with BagReader(tmp_path / "rec") as bag:
+        (summary,) = bag.topics()
+        assert summary.durability == "transient_local" and summary.count == 1
 
 
 def test_shipped_mesh_faces_equal_the_procedural_body(tmp_path):
@@ -250,3 +272,32 @@ def test_sample_bag_with_compressed_images(tmp_path):
     assert msg.format == "jpeg" and compressed_to_rgb(msg).shape == (64, 64, 3)
     with pytest.raises(ValueError, match="jpeg or png"):
         make_sample_bag(tmp_path / "x", compressed="gif")
+
+
+def test_record_cli_closes_the_bag_on_sigterm(tmp_path, dds_domain):
+    import signal
+    import time
+
+    from hmr_ros.transport.dds import DdsTransport
+
+    out = tmp_path / "cli_rec"
+    rec = subprocess.Popen([sys.executable, "-m", "hmr_ros.cli", "record", str(out), "--loopback",
+                            "--topics", "/h", "--type", "/h:std_msgs/msg/Header"], cwd=ROOT,
+                           env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    with DdsTransport("hmr_header_pub") as node:
+        pub = node.create_publisher("/h", "std_msgs/msg/Header")
+        end = time.monotonic() + 20
+        while pub.subscription_count() == 0 and time.monotonic() < end:
+            time.sleep(0.05)
+        for i in range(5):
+            pub.publish(example_message("std_msgs/msg/Header", i))
+        pub.wait_for_acks(5.0)
+        time.sleep(0.3)
+        rec.send_signal(signal.SIGTERM)
+        stdout, stderr = rec.communicate(timeout=30)
+    assert rec.returncode == 0, stderr
+    assert "stopped by signal" in stdout
+    with BagReader(out) as bag:
+        assert [m.decode().frame_id for m in bag.messages()] == [
+            example_message("std_msgs/msg/Header", i).frame_id for i in range(5)]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
 from typing import Any, Dict
 
@@ -109,9 +111,10 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=None, metavar="S",
                         help="stop after S seconds (default: until Ctrl-C)")
     parser.add_argument("--max-messages", type=int, default=None, help="stop after N messages")
-    parser.add_argument("--qos", default="default",
-                        help="subscription QoS: default, sensor_data, transient_local, or e.g. "
-                             "best_effort,keep_last,5 (default: default)")
+    parser.add_argument("--qos", default="auto",
+                        help="subscription QoS: auto (per topic, adapted to its publishers, "
+                             "like ros2 bag record), or for every topic default, sensor_data, "
+                             "transient_local, or e.g. best_effort,keep_last,5 (default: auto)")
     add_transport_arguments(parser)
 
 
@@ -128,18 +131,29 @@ def run_record(args: argparse.Namespace) -> int:
             raise ValueError(f"--type expects TOPIC:TYPE, got {item!r}")
         types_by_topic[topic] = type_name
     transport = open_cli_transport(args, "hmr_ros_recorder")
+    stop = threading.Event()
+
+    def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop.set()
+
+    # SIGINT (Ctrl-C) and SIGTERM (ros2 launch, docker stop, timeout) end the recording between
+    # two writes, so the bag is always closed with its index and metadata
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         stats = record_topics(args.out, transport, args.topics, types_by_topic=types_by_topic,
                               storage=args.storage, duration_s=args.duration,
-                              max_messages=args.max_messages, qos=qos_from_string(args.qos))
-    except KeyboardInterrupt:  # record_topics' finally has closed the bag
-        print(f"interrupted: {args.out} closed", file=sys.stderr)
-        return 130
+                              max_messages=args.max_messages,
+                              qos=None if args.qos == "auto" else qos_from_string(args.qos),
+                              stop=stop.is_set)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         transport.close()
     for topic in args.topics:
-        print(f"{topic} [{stats.types[topic]}]: {stats.received.get(topic, 0)} messages")
-    print(f"wrote {args.out} ({args.storage}) in {stats.wall_s:.1f} s")
+        print(f"{topic} [{stats.types[topic]}, {stats.qos[topic]}]: "
+              f"{stats.received.get(topic, 0)} messages")
+    reason = " (stopped by signal)" if stop.is_set() else ""
+    print(f"wrote {args.out} ({args.storage}) in {stats.wall_s:.1f} s{reason}")
     return 0
 
 

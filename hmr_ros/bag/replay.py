@@ -64,6 +64,8 @@ def play_bag(path: Any, transport: Transport, *, rate: float = 1.0,
         sent = 0
         while True:
             loop_start_wall, first_ts = time.monotonic(), None
+            if total == 0:
+                break  # nothing selected: --loop would spin forever
             for msg in bag.messages(chosen):
                 if stop and stop():
                     stats.wall_s = time.monotonic() - start_wall
@@ -104,6 +106,7 @@ def wait_for_acks(publisher: Any, timeout_s: float) -> bool:
 class RecordStats:
     received: Dict[str, int] = field(default_factory=dict)
     types: Dict[str, str] = field(default_factory=dict)
+    qos: Dict[str, QoSProfile] = field(default_factory=dict)
     wall_s: float = 0.0
 
 
@@ -111,33 +114,51 @@ def record_topics(out: Any, transport: Transport, topics: Iterable[str], *,
                   types_by_topic: Optional[Dict[str, str]] = None, storage: str = "mcap",
                   duration_s: Optional[float] = None, max_messages: Optional[int] = None,
                   discovery_timeout_s: float = 5.0, stop: Optional[Callable[[], bool]] = None,
-                  qos: QoSProfile = QOS_DEFAULT) -> RecordStats:
+                  qos: Optional[QoSProfile] = None) -> RecordStats:
     """Record ``topics`` into a new bag at ``out`` until ``duration_s``, ``max_messages`` or
-    ``stop()``. Types not in ``types_by_topic`` are learnt from discovery (built-in transport)."""
+    ``stop()``; the bag is always closed (readable) on return, also on errors.
+
+    Types not in ``types_by_topic`` are learnt from discovery (built-in transport). QoS adapts
+    per topic to the publishers seen, as ``ros2 bag record`` does (best effort if any
+    publisher is best effort, transient local if all are), and is what the bag records as
+    offered; ``qos`` overrides it for every topic. A failed write (disk full) stops recording
+    and raises `BagError` after the bag is closed."""
     topics = list(topics)
     if not topics:
         raise ValueError("record needs at least one topic")
     known = dict(types_by_topic or {})
-    missing = [t for t in topics if t not in known]
-    if missing:
-        known.update(discover_types(transport, missing, discovery_timeout_s))
-    stats = RecordStats(types={t: known[t] for t in topics})
+    untyped = [t for t in topics if t not in known]
+    # untyped topics must show up within the timeout; the others only lend their QoS if seen
+    found = discover_publishers(transport, topics, discovery_timeout_s, wait_for=untyped)
+    for topic, (type_name, _) in found.items():
+        known.setdefault(topic, type_name)
+    offered = {topic: profile for topic, (_, profile) in found.items()}
+    stats = RecordStats(types={t: known[t] for t in topics},
+                        qos={t: qos or offered.get(t, QOS_DEFAULT) for t in topics})
     writer = BagWriter(Path(out), storage=storage)
     writer.open()
+    failure: list = []
     try:
         for t in topics:
-            writer.add_topic(t, known[t], qos)
+            writer.add_topic(t, known[t], stats.qos[t])
 
         def on_sample(topic: str) -> Callable[[bytes], None]:
             def callback(data: bytes) -> None:
-                writer.write(topic, time.time_ns(), data)
+                if failure or (max_messages is not None
+                               and sum(stats.received.values()) >= max_messages):
+                    return
+                try:
+                    writer.write(topic, time.time_ns(), data)
+                except Exception as exc:  # noqa: BLE001 - stop, close the bag, report
+                    failure.append(exc)
+                    return
                 stats.received[topic] = stats.received.get(topic, 0) + 1
             return callback
 
-        subs = [transport.create_subscription(t, known[t], on_sample(t), qos, raw=True)
+        subs = [transport.create_subscription(t, known[t], on_sample(t), stats.qos[t], raw=True)
                 for t in topics]
         start = time.monotonic()
-        while not transport.closed:
+        while not transport.closed and not failure:
             if stop and stop():
                 break
             if duration_s is not None and time.monotonic() - start >= duration_s:
@@ -150,27 +171,48 @@ def record_topics(out: Any, transport: Transport, topics: Iterable[str], *,
         stats.wall_s = time.monotonic() - start
     finally:
         writer.close()
+    if failure:
+        raise BagError(f"{out}: recording stopped, a write failed: {failure[0]}")
     return stats
 
 
-def discover_types(transport: Transport, topics: Sequence[str], timeout_s: float) -> Dict[str, str]:
-    """Topic types from DDS discovery (waits up to ``timeout_s`` for all to appear)."""
+def discover_publishers(transport: Transport, topics: Sequence[str], timeout_s: float, *,
+                        wait_for: Sequence[str] = ()) -> Dict[str, Any]:
+    """``{topic: (type, QoSProfile)}`` of the publishers of ``topics`` seen in DDS discovery,
+    waiting up to ``timeout_s`` for those in ``wait_for`` (an error if they do not appear).
+    The profile is what a recorder should use and store: best effort if any publisher is,
+    transient local if all are. Transports without DDS discovery (rclpy) see nothing."""
     participant = getattr(transport, "participant", None)
     if participant is None:
-        raise TransportError("topic types must be given (--type TOPIC:TYPE) on this transport")
+        if wait_for:
+            raise TransportError("topic types must be given (--type TOPIC:TYPE) on this "
+                                 "transport")
+        return {}
     from hmr_ros.transport.graph import GraphObserver
 
     observer = GraphObserver(participant)
-    deadline = time.monotonic() + timeout_s
-    found: Dict[str, str] = {}
+    deadline = time.monotonic() + (timeout_s if wait_for else min(timeout_s, 0.5))
     while True:
-        seen = observer.topic_types()
-        found = {t: seen[t] for t in topics if t in seen}
-        if len(found) == len(topics) or time.monotonic() >= deadline:
+        pubs = [p for p in observer.snapshot()["publications"] if p["topic"] in topics]
+        seen = {p["topic"] for p in pubs}
+        if (wait_for and seen >= set(wait_for)) or seen >= set(topics) or \
+                time.monotonic() >= deadline:
             break
         time.sleep(0.05)
-    absent = [t for t in topics if t not in found]
+    absent = [t for t in wait_for if t not in seen]
     if absent:
         raise TransportError(f"no publisher of {absent} found within {timeout_s:.1f} s; start "
                              "the publisher first, or give the types with --type TOPIC:TYPE")
+    found: Dict[str, Any] = {}
+    for topic in topics:
+        mine = [p for p in pubs if p["topic"] == topic]
+        if not mine:
+            continue
+        profile = QoSProfile(
+            reliability="best_effort" if any(p["reliability"] == "best_effort" for p in mine)
+            else "reliable",
+            durability="transient_local" if all(p["durability"] == "transient_local"
+                                                for p in mine) else "volatile",
+            depth=max(10, max(p["depth"] for p in mine)))
+        found[topic] = (mine[0]["type"], profile)
     return found
