@@ -286,3 +286,20 @@ def test_endpoint_close_after_transport_close_is_harmless(dds_domain):
     sub.close()
     with pytest.raises(TransportError, match="closed"):
         pub.publish(types.make("std_msgs/msg/Header"))
+
+
+def test_a_real_rclpy_nodes_graph_sample_parses_and_reencodes_identically():
+    """A ros_discovery_info sample captured from rclpy on rmw_cyclonedds (tests/data/README.md):
+    our Jazzy layout reads it, and encodes the same content to the same bytes."""
+    data = (ROOT / "tests" / "data" / "ros_discovery_info_rclpy_jazzy.bin").read_bytes()
+    parsed = parse_participant_info(data)
+    assert parsed["layout"] == "jazzy"
+    (node,) = parsed["nodes"]
+    assert (node["name"], node["namespace"]) == ("image_pub", "/")
+    assert (len(node["readers"]), len(node["writers"])) == (7, 10)
+    # every endpoint GID shares the participant's GUID prefix, as DDS GUIDs do
+    assert all(g[:12] == parsed["gid"][:12] for g in node["readers"] + node["writers"])
+    layout = ros_distro_layout("jazzy")
+    ours = cdr.serialize(participant_info(layout, parsed["gid"], parsed["nodes"]),
+                         layout.info_type, pad=True)
+    assert ours == data[:len(ours)] and len(data) - len(ours) < 4

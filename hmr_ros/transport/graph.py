@@ -188,9 +188,11 @@ class GraphObserver:
         self._participants = BuiltinDataReader(participant, BuiltinTopicDcpsParticipant)
         self._pubs = BuiltinDataReader(participant, BuiltinTopicDcpsPublication)
         self._subs = BuiltinDataReader(participant, BuiltinTopicDcpsSubscription)
-        topic = Topic(participant, DISCOVERY_TOPIC, idl_struct(_LAYOUTS["jazzy"].info_type))
+        layout = _LAYOUTS["jazzy"]
+        topic = Topic(participant, DISCOVERY_TOPIC, idl_struct(layout.info_type))
+        user_data = f"typehash={types.type_hash(layout.info_type)};".encode()
         self._info = DataReader(participant, topic, qos=dds_qos(QOS_TRANSIENT_LOCAL.with_overrides(
-            history="keep_all")))
+            history="keep_all"), user_data=user_data))
 
     def snapshot(self) -> Dict[str, Any]:
         from cyclonedds._clayer import ddspy_read
