@@ -94,7 +94,14 @@ def test_sample_bag_ground_truth_is_consistent(sample_bag):
         assert np.all(q[:, 0] >= 0)
         np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
         assert np.isfinite(np.asarray(quaternion_to_matrix(q.astype(np.float32)))).all()
+    # tracking state: NEW on a person's first frame in view, TRACKED after
+    first_seen = {}
+    for i, frame_gt in enumerate(msgs[SAMPLE_TOPICS["ground_truth"][0]]):
+        for h in frame_gt.humans:
+            first_seen.setdefault(h.body_id, i)
+            assert h.tracking_state == (0 if first_seen[h.body_id] == i else 1)
     faces = msgs[SAMPLE_TOPICS["faces"][0]][0]
+    assert faces.header.frame_id == ""
     assert len(faces.vertex_part) == faces.num_vertices == gt.humans[0].num_vertices
     assert faces.triangles.max() < faces.num_vertices
 
@@ -179,10 +186,22 @@ def test_images_raw_and_compressed():
         (types.make("sensor_msgs/msg/Image", height=100000, width=100000, encoding="mono8",
                     step=100000), "exceeds"),
         (types.make("sensor_msgs/msg/CompressedImage", format="jpeg",
-                    data=np.frombuffer(b"not a jpeg", np.uint8)), "decode"),
+                    data=np.frombuffer(b"not a jpeg", np.uint8)), "not a PNG or JPEG"),
+        (types.make("sensor_msgs/msg/CompressedImage", format="jpeg",
+                    data=np.frombuffer(b"\xff\xd8\xff\xe0\x00\x04ab\xff\xda", np.uint8)),
+         "not a PNG or JPEG"),
         (types.make("sensor_msgs/msg/CompressedImage", format="tiff",
                     data=np.zeros(4, np.uint8)), "not supported"),
     ]
+    # a small PNG that claims 9000 x 9000 pixels is refused before decoding
+    huge = bytearray(bytes(rgb_to_compressed(rgb, fmt="png").data))
+    huge[16:24] = (9000).to_bytes(4, "big") * 2
+    bad.append((types.make("sensor_msgs/msg/CompressedImage", format="png",
+                           data=np.frombuffer(bytes(huge), np.uint8)), "exceeds"))
+    from hmr_ros.transport.images import compressed_dimensions
+
+    for fmt in ("jpeg", "png"):
+        assert compressed_dimensions(rgb_to_compressed(rgb, fmt=fmt).data) == (7, 5)
     for msg, text in bad:
         with pytest.raises(ImageMessageError, match=text):
             (compressed_to_rgb if msg.__msgtype__.endswith("CompressedImage") else image_to_rgb)(msg)

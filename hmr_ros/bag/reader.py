@@ -76,8 +76,13 @@ class BagReader:
             self._reader = None
             raise BagError(f"{self.path}: cannot open bag: {exc}") from exc
         self.is_ros1 = bool(getattr(self._reader, "is2", True) is False)
-        for conn in self._reader.connections:
-            self._convert.setdefault(conn.msgtype, self._needs_conversion(conn.msgtype))
+        try:
+            for conn in self._reader.connections:
+                self._convert.setdefault(conn.msgtype, self._needs_conversion(conn.msgtype))
+        except Exception as exc:  # noqa: BLE001 - a connection without a usable definition
+            self.close()
+            raise BagError(f"{self.path}: cannot use the bag's message definitions: "
+                           f"{type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
         if self._reader is not None:

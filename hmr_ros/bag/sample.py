@@ -2,6 +2,9 @@
 
 Topics (frame ``camera_optical_frame``, stamps from a fixed epoch, 30 Hz by default):
 
+Pixel quantities (K, keypoints, box centres) are in the ROS convention (top-left pixel centre
+at (0, 0)).
+
 - ``/camera/image_raw`` (``sensor_msgs/Image``, rgb8), or with ``compressed`` (jpeg, png)
   ``/camera/image_raw/compressed`` (``sensor_msgs/CompressedImage``), and ``/camera/camera_info``;
 - ``/ground_truth/detections`` (``vision_msgs/Detection2DArray``): person boxes taken from the
@@ -24,7 +27,7 @@ from hmr_ros.transport.mesh_faces import mesh_faces_message
 
 from .writer import BagWriter
 
-__all__ = ["make_sample_bag", "SAMPLE_TOPICS", "camera_info_message"]
+__all__ = ["make_sample_bag", "SAMPLE_TOPICS", "camera_info_message", "ros_intrinsics"]
 
 COMPRESSED_IMAGE_TOPIC = ("/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage")
 SAMPLE_TOPICS = {
@@ -44,8 +47,21 @@ def _header(stamp_ns: int) -> Any:
         nanosec=stamp_ns % 1_000_000_000))
 
 
+#: The renderer puts pixel centres at +0.5 (the image origin is the top-left pixel's corner);
+#: ROS (CameraInfo, image_geometry, OpenCV) puts the top-left pixel's centre at (0, 0).
+_TO_ROS_PIXELS = -0.5
+
+
+def ros_intrinsics(K: np.ndarray) -> np.ndarray:
+    """A renderer K (pixel corners at integers) in the ROS convention (centres at integers)."""
+    K = np.asarray(K, np.float64).copy()
+    K[0, 2] += _TO_ROS_PIXELS
+    K[1, 2] += _TO_ROS_PIXELS
+    return K
+
+
 def camera_info_message(K: np.ndarray, width: int, height: int, header: Any) -> Any:
-    """A ``CameraInfo`` of an ideal pinhole camera (no distortion)."""
+    """A ``CameraInfo`` of an ideal pinhole camera (no distortion); ``K`` in ROS pixels."""
     P = np.zeros((3, 4))
     P[:, :3] = K
     return types.make("sensor_msgs/msg/CameraInfo", header=header, height=height, width=width,
@@ -53,7 +69,7 @@ def camera_info_message(K: np.ndarray, width: int, height: int, header: Any) -> 
                       r=np.eye(3).ravel(), p=P.ravel())
 
 
-def _human(frame: Any, k: int, body: Any, header: Any) -> Any:
+def _human(frame: Any, k: int, body: Any, header: Any, new: bool) -> Any:
     from hmr_ros.kernels import matrix_to_quaternion
 
     quats = np.asarray(matrix_to_quaternion(np.ascontiguousarray(frame.rotmats[k], np.float32)))
@@ -63,14 +79,15 @@ def _human(frame: Any, k: int, body: Any, header: Any) -> Any:
     t = frame.transl[k]
     return types.make(
         "hmr_ros/msg/HumanMesh", header=header, body_id=f"gt{k}",
-        tracking_state=0 if frame.index == 0 else 1, confidence=1.0, body_model=body.name,
+        tracking_state=0 if new else 1, confidence=1.0, body_model=body.name,
         num_vertices=body.num_vertices, betas=np.asarray(frame.betas[k], np.float32),
         joint_rotations=quats.astype(np.float32).ravel(),
         translation=types.make("geometry_msgs/msg/Vector3", x=float(t[0]), y=float(t[1]),
                                z=float(t[2])),
         vertices=np.asarray(frame.vertices[k], np.float32).ravel(),
         joints=np.asarray(frame.joints[k], np.float32).ravel(),
-        keypoints_2d=np.asarray(frame.keypoints_2d[k], np.float32).ravel(), roi=roi,
+        keypoints_2d=(np.asarray(frame.keypoints_2d[k], np.float64) + _TO_ROS_PIXELS
+                      ).astype(np.float32).ravel(), roi=roi,
         focal_length_assumed=False, hypothesis_index=-1)
 
 
@@ -79,7 +96,8 @@ def _detection(frame: Any, k: int, header: Any) -> Any:
     hyp = types.make("vision_msgs/msg/ObjectHypothesisWithPose", hypothesis=types.make(
         "vision_msgs/msg/ObjectHypothesis", class_id="person", score=1.0))
     centre = types.make("vision_msgs/msg/Pose2D", position=types.make(
-        "vision_msgs/msg/Point2D", x=0.5 * (x0 + x1), y=0.5 * (y0 + y1)))
+        "vision_msgs/msg/Point2D", x=0.5 * (x0 + x1) + _TO_ROS_PIXELS,
+        y=0.5 * (y0 + y1) + _TO_ROS_PIXELS))
     bbox = types.make("vision_msgs/msg/BoundingBox2D", center=centre, size_x=x1 - x0,
                       size_y=y1 - y0)
     return types.make("vision_msgs/msg/Detection2D", header=header, results=[hyp], bbox=bbox,
@@ -105,8 +123,11 @@ def make_sample_bag(out: Any, *, seconds: float = 10.0, fps: float = 30.0, peopl
         for key, (topic, type_name) in topics.items():
             bag.add_topic(topic, type_name,
                           QOS_TRANSIENT_LOCAL if key == "faces" else QOS_DEFAULT)
-        faces = mesh_faces_message(body.name, body.faces, body.part, _header(_EPOCH_NS))
+        faces_header = _header(_EPOCH_NS)
+        faces_header.frame_id = ""  # faces carry no geometry of their own (MeshFaces.msg)
+        faces = mesh_faces_message(body.name, body.faces, body.part, faces_header)
         bag.write(SAMPLE_TOPICS["faces"][0], _EPOCH_NS, faces)
+        seen = set()
         for frame in seq:
             stamp = _EPOCH_NS + int(round(frame.time_s * 1e9))
             header = _header(stamp)
@@ -114,12 +135,13 @@ def make_sample_bag(out: Any, *, seconds: float = 10.0, fps: float = 30.0, peopl
                      else rgb_to_image(frame.image, header))
             bag.write(topics["image"][0], stamp, image)
             bag.write(SAMPLE_TOPICS["camera_info"][0], stamp,
-                      camera_info_message(frame.K, size, size, header))
+                      camera_info_message(ros_intrinsics(frame.K), size, size, header))
             visible = [k for k in range(len(frame.betas)) if frame.in_view[k]]
             bag.write(SAMPLE_TOPICS["detections"][0], stamp, types.make(
                 "vision_msgs/msg/Detection2DArray", header=header,
                 detections=[_detection(frame, k, header) for k in visible]))
-            humans = [_human(frame, k, body, header) for k in visible]
+            humans = [_human(frame, k, body, header, new=k not in seen) for k in visible]
+            seen.update(visible)
             vis = [types.make("hmr_ros/msg/BodyPartVisibility", header=header, body_id=f"gt{k}",
                               visibility=np.asarray(frame.visibility[k], np.float32))
                    for k in visible]

@@ -16,7 +16,8 @@ import numpy as np
 from . import types
 
 __all__ = ["ImageMessageError", "RAW_ENCODINGS", "image_to_rgb", "rgb_to_image",
-           "compressed_to_rgb", "rgb_to_compressed", "message_to_rgb", "MAX_PIXELS"]
+           "compressed_to_rgb", "compressed_dimensions", "rgb_to_compressed", "message_to_rgb",
+           "MAX_PIXELS"]
 
 RAW_ENCODINGS = ("rgb8", "bgr8", "mono8")
 #: Larger images are refused (a 16K x 16K frame is a mistake, not a camera).
@@ -88,6 +89,10 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
         raise ImageMessageError(f"compressed format {msg.format!r} is not supported (jpeg, png)")
     if len(msg.data) == 0:
         raise ImageMessageError("compressed image holds no data")
+    width, height = compressed_dimensions(msg.data)
+    if width * height > MAX_PIXELS or width <= 0 or height <= 0:
+        raise ImageMessageError(f"compressed image of {width} x {height} pixels is empty or "
+                                f"exceeds the limit of {MAX_PIXELS}")
     import cv2
 
     try:
@@ -101,6 +106,35 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     if bgr.ndim == 2:
         bgr = np.repeat(bgr[..., None], 3, axis=2)
     return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def compressed_dimensions(data: Any) -> "tuple[int, int]":
+    """(width, height) from a PNG or JPEG header, without decoding: a few kilobytes of PNG can
+    claim a 9000 x 9000 image, so the size is checked before OpenCV allocates it."""
+    raw = bytes(np.asarray(data, np.uint8)[:65536]) if not isinstance(data, bytes) else data
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) >= 24 and raw[12:16] == b"IHDR":
+        return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    if raw[:2] == b"\xff\xd8":
+        p = 2
+        while p + 4 <= len(raw):
+            if raw[p] != 0xFF:
+                break
+            marker = raw[p + 1]
+            if marker == 0xFF:  # fill byte
+                p += 1
+                continue
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
+                p += 2
+                continue
+            length = int.from_bytes(raw[p + 2:p + 4], "big")
+            # SOF0-15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC)
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                if p + 9 > len(raw):
+                    break
+                return (int.from_bytes(raw[p + 7:p + 9], "big"),
+                        int.from_bytes(raw[p + 5:p + 7], "big"))
+            p += 2 + length
+    raise ImageMessageError("compressed data is not a PNG or JPEG image with a readable header")
 
 
 def rgb_to_compressed(rgb: np.ndarray, header: Any = None, fmt: str = "jpeg",
