@@ -3,14 +3,17 @@
 The CPU kernels (C++17, OpenMP, -O3) are always built. The CUDA kernels are built too when nvcc
 is found (or HMR_ROS_CUDA=1, which makes a missing nvcc an error); HMR_ROS_CUDA=0 turns them
 off. CUDA objects are compiled by nvcc for Jetson Orin (sm_87), Ada (sm_89), Hopper (sm_90) and
-Blackwell (sm_120) plus PTX, and linked into the same extension against the static CUDA runtime,
-so importing hmr_ros._C needs no libcudart on machines without a GPU.
+Blackwell (sm_120), Turing (sm_75), Ampere (sm_80, sm_86) and Xavier (sm_72, where nvcc still
+supports it), plus PTX of the oldest of them, which newer GPUs compile at load time; linked into
+the same extension against the static CUDA runtime, so importing hmr_ros._C needs no libcudart on
+machines without a GPU.
 
 HMR_ROS_PORTABLE=1 drops -march=native (for wheels that move between machines).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -24,8 +27,9 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 CSRC = ROOT / "csrc"
-CUDA_ARCHS = ("87", "89", "90", "120")
-PTX_ARCH = "120"
+#: Turing/T4 (75), A100 (80), RTX 30xx/A-series (86), Jetson Orin (87), Ada (89), Hopper (90),
+#: Blackwell (120); Jetson Xavier (72) where the nvcc still supports it (CUDA 13 dropped it).
+CUDA_ARCHS_WANTED = ("72", "75", "80", "86", "87", "89", "90", "120")
 
 
 def _find_nvcc() -> str | None:
@@ -44,6 +48,23 @@ def _find_nvcc() -> str | None:
     if mode in ("1", "on", "true", "yes"):
         sys.exit("HMR_ROS_CUDA=1 but nvcc was not found (PATH, CUDA_HOME, /usr/local/cuda/bin)")
     return None
+
+
+def _cuda_archs(nvcc: str) -> list:
+    """The wanted architectures this nvcc can compile for (oldest first)."""
+    try:
+        listed = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True,
+                                check=True).stdout.split()
+        supported = {code[3:] for code in listed if code.startswith("sm_")}
+    except (OSError, subprocess.CalledProcessError):  # old nvcc without the option
+        supported = set(CUDA_ARCHS_WANTED) - {"120"}
+    archs = [a for a in CUDA_ARCHS_WANTED if a in supported]
+    if not archs:
+        sys.exit(f"{nvcc} supports none of sm_{', sm_'.join(CUDA_ARCHS_WANTED)}")
+    dropped = [a for a in CUDA_ARCHS_WANTED if a not in supported]
+    if dropped:
+        print(f"hmr_ros: {nvcc} cannot compile for sm_{', sm_'.join(dropped)}; skipped")
+    return archs
 
 
 def _cuda_lib_dir(nvcc: str) -> str:
@@ -70,7 +91,9 @@ class BuildExtWithCuda(build_ext):
             ext.define_macros = list(ext.define_macros or []) + [("HMR_ROS_WITH_CUDA", "1")]
             ext.library_dirs = list(ext.library_dirs or []) + [_cuda_lib_dir(nvcc)]
             ext.libraries = list(ext.libraries or []) + ["cudart_static", "rt", "dl", "pthread"]
-            print(f"hmr_ros: building CUDA kernels with {nvcc} for sm_{', sm_'.join(CUDA_ARCHS)} + PTX")
+            archs = _cuda_archs(nvcc)
+            print(f"hmr_ros: building CUDA kernels with {nvcc} for sm_{', sm_'.join(archs)} "
+                  f"+ PTX compute_{archs[0]}")
         else:
             print("hmr_ros: CUDA kernels not built (no nvcc, or HMR_ROS_CUDA=0)")
         super().build_extension(ext)
@@ -78,12 +101,16 @@ class BuildExtWithCuda(build_ext):
     def _compile_cuda(self, nvcc: str) -> list[str]:
         out_dir = Path(self.build_temp) / "cuda"
         out_dir.mkdir(parents=True, exist_ok=True)
-        gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS]
-        gencode.append(f"-gencode=arch=compute_{PTX_ARCH},code=compute_{PTX_ARCH}")
+        archs = _cuda_archs(nvcc)
+        gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+        gencode.append(f"-gencode=arch=compute_{archs[0]},code=compute_{archs[0]}")
         sources = sorted((CSRC / "cuda").glob("*.cu"))
 
+        # the object name carries the flags, so a change of architectures recompiles
+        flags_id = hashlib.sha1(" ".join(gencode).encode()).hexdigest()[:8]
+
         def compile_one(src: Path) -> str:
-            obj = out_dir / (src.stem + ".o")
+            obj = out_dir / f"{src.stem}.{flags_id}.o"
             headers = list(CSRC.glob("**/*.h"))
             if obj.exists() and all(obj.stat().st_mtime > p.stat().st_mtime for p in [src, *headers]):
                 return str(obj)

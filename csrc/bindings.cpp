@@ -63,6 +63,17 @@ void raise_if(const std::string& err, const char* op) {
 
 }  // namespace
 
+#if defined(HMR_ROS_WITH_CUDA)
+// Makes the device that holds `ptr` current for one launch and restores the caller's device.
+struct DeviceScope {
+  int previous = -1;
+  DeviceScope(uintptr_t ptr, const char* op) { raise_if(hmr::cuda::enter_device_of(ptr, &previous), op); }
+  ~DeviceScope() { hmr::cuda::restore_device(previous); }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+};
+#endif
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "hmr_ros kernel library (CPU always; CUDA when compiled in). Use hmr_ros.kernels.";
   using py::arg;
@@ -166,12 +177,14 @@ PYBIND11_MODULE(_C, m) {
 
 #if defined(HMR_ROS_WITH_CUDA)
   m.attr("has_cuda") = true;
+  // Every CUDA launch below runs on the device that holds its first input (DeviceScope).
   m.def("cuda_device_count", &hmr::cuda::device_count, "Visible CUDA devices (0 without a driver).");
   m.def("cuda_lbs_workspace_floats", &hmr::cuda::lbs_workspace_floats);
   m.def("cuda_iuv_warp_workspace_floats", &hmr::cuda::iuv_warp_workspace_floats);
 
   m.def("cuda_convert_rotations",
         [](int kind, uintptr_t in, uintptr_t out, int64_t n, bool f64, uintptr_t stream) {
+          DeviceScope scope(in, "convert_rotations");
           if (kind < 0 || kind > 7) throw std::invalid_argument("unknown rotation conversion");
           raise_if(f64 ? hmr::cuda::convert_rotations<double>(kind, ptr<const double>(in), ptr<double>(out), n, stream)
                        : hmr::cuda::convert_rotations<float>(kind, ptr<const float>(in), ptr<float>(out), n, stream),
@@ -181,6 +194,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_kinematic_slerp",
         [](uintptr_t abs_vis, uintptr_t rel_glob, uintptr_t weight, uintptr_t parents, int64_t B,
            int J, uintptr_t rel_out, uintptr_t abs_out, bool f64, uintptr_t stream) {
+          DeviceScope scope(abs_vis, "kinematic_slerp");
           check_joints(J, "kinematic_slerp");
           raise_if(f64 ? hmr::cuda::kinematic_slerp<double>(ptr<const double>(abs_vis), ptr<const double>(rel_glob),
                                                             ptr<const double>(weight), ptr<const int64_t>(parents), B, J,
@@ -195,6 +209,7 @@ PYBIND11_MODULE(_C, m) {
         [](uintptr_t abs_vis, uintptr_t hyp_rel, uintptr_t weight, uintptr_t parents, int64_t B,
            int64_t K, int J, uintptr_t best, uintptr_t score, uintptr_t scratch, bool f64,
            uintptr_t stream) {
+          DeviceScope scope(abs_vis, "match_hypotheses");
           check_joints(J, "match_hypotheses");
           raise_if(f64 ? hmr::cuda::match_hypotheses<double>(ptr<const double>(abs_vis), ptr<const double>(hyp_rel),
                                                              ptr<const double>(weight), ptr<const int64_t>(parents), B, K, J,
@@ -210,6 +225,7 @@ PYBIND11_MODULE(_C, m) {
            uintptr_t shapedirs, uintptr_t posedirs, bool posedirs_fp16, uintptr_t j_regressor,
            uintptr_t parents, uintptr_t weights, uintptr_t vertices, uintptr_t joints,
            uintptr_t workspace, uintptr_t stream) {
+          DeviceScope scope(betas, "lbs");
           raise_if(hmr::cuda::lbs(make_lbs_params(B, V, J, NB, betas, rotmats, v_template, shapedirs,
                                                   posedirs, posedirs_fp16, j_regressor, parents,
                                                   weights, vertices, joints),
@@ -220,6 +236,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_iuv_warp",
         [](int B, int C, int H, int W, int S, float fg_threshold, uintptr_t features,
            uintptr_t iuv, uintptr_t out, uintptr_t workspace, uintptr_t stream) {
+          DeviceScope scope(features, "iuv_warp");
           raise_if(hmr::cuda::iuv_warp(IuvWarpParams{B, C, H, W, S, fg_threshold, ptr<const float>(features),
                                                      ptr<const float>(iuv), ptr<float>(out)},
                                        ptr<float>(workspace), stream),
@@ -229,6 +246,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_crop_affine",
         [](int N, int H, int W, int S, uintptr_t image, uintptr_t affine, std::array<float, 3> mean,
            std::array<float, 3> std, uintptr_t out, uintptr_t stream) {
+          DeviceScope scope(image, "crop_affine");
           raise_if(hmr::cuda::crop_affine(make_crop_params(N, H, W, S, image, affine, mean, std, out),
                                           stream),
                    "crop_affine");
@@ -237,6 +255,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_part_visibility",
         [](int B, int S, int num_parts, uintptr_t occupancy, uintptr_t part_map, uintptr_t out,
            uintptr_t stream) {
+          DeviceScope scope(occupancy, "part_visibility");
           raise_if(hmr::cuda::part_visibility(PartVisibilityParams{B, S, num_parts, ptr<const float>(occupancy),
                                                                    ptr<const int32_t>(part_map), ptr<float>(out)},
                                               stream),

@@ -486,3 +486,20 @@ def test_cuda_inputs_without_cuda_build_or_device_say_so():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     assert K.cuda_available() is False  # no device here, whatever was compiled
+
+
+@pytest.mark.gpu
+def test_cuda_launch_runs_on_the_inputs_device():
+    """An input on cuda:1 while cuda:0 is current: the kernel runs on cuda:1 (no "invalid
+    argument" / wrong-device access) and the caller's current device is restored."""
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    rng = np.random.default_rng(0)
+    aa = rng.normal(size=(16, 3)).astype(np.float32)
+    torch.cuda.set_device(0)
+    got = K.axis_angle_to_matrix(torch.from_numpy(aa).to("cuda:1"))
+    torch.cuda.synchronize("cuda:1")
+    assert got.device == torch.device("cuda:1") and torch.cuda.current_device() == 0
+    np.testing.assert_allclose(got.cpu().numpy(), O.axis_angle_to_matrix(aa), atol=1e-5)

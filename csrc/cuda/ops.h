@@ -16,6 +16,12 @@ namespace cuda {
 // Number of visible CUDA devices (0 when there is no driver or device).
 int device_count();
 
+// Make the device that owns `device_ptr` current (a launch goes to the current device, and the
+// caller's current device may be another one); `previous` receives the device to restore with
+// restore_device. Returns a CUDA error string, empty on success.
+std::string enter_device_of(uintptr_t device_ptr, int* previous);
+void restore_device(int previous);
+
 template <typename T>
 std::string convert_rotations(int kind, const T* in, T* out, int64_t n, uintptr_t stream);
 

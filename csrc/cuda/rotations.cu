@@ -68,6 +68,29 @@ int device_count() {
   return n;
 }
 
+std::string enter_device_of(uintptr_t device_ptr, int* previous) {
+  *previous = -1;
+  if (device_ptr == 0) return {};
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, reinterpret_cast<const void*>(device_ptr)) != cudaSuccess) {
+    return last_error();
+  }
+  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged) {
+    return "input is not in device memory";
+  }
+  int current = 0;
+  if (cudaGetDevice(&current) != cudaSuccess) return last_error();
+  if (current != attr.device) {
+    if (cudaSetDevice(attr.device) != cudaSuccess) return last_error();
+    *previous = current;
+  }
+  return {};
+}
+
+void restore_device(int previous) {
+  if (previous >= 0) cudaSetDevice(previous);
+}
+
 template <typename T>
 std::string convert_rotations(int kind, const T* in, T* out, int64_t n, uintptr_t stream) {
   if (n == 0) return {};
