@@ -66,3 +66,19 @@ def test_infer_reports_missing_inputs(tmp_path, model_dir, capsys):
     assert cli.main(["infer", str(img), "--out", str(tmp_path / "o"), "--model-dir",
                      str(tmp_path / "no_model")]) == 1
     assert "no manifest.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("K", ["[.nan, 0.0, 80.0, 0.0, .nan, 60.0, 0.0, 0.0, 1.0]",
+                               "[0.0, 0.0, 80.0, 0.0, 0.0, 60.0, 0.0, 0.0, 1.0]"])
+def test_infer_with_unusable_camera_info_draws_with_the_assumed_intrinsics(tmp_path, model_dir,
+                                                                           capsys, K):
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.random.default_rng(1).integers(0, 255, (120, 160, 3), np.uint8))
+    (tmp_path / "cam.yaml").write_text(
+        "image_width: 160\nimage_height: 120\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
+        f"  data: {K}\n")
+    out = tmp_path / "out"
+    assert cli.main(["infer", str(img), "--out", str(out), "--model-dir", str(model_dir),
+                     "--camera-info", str(tmp_path / "cam.yaml")]) == 0
+    assert cv2.imread(str(out / "a_overlay.png")).shape == (120, 160, 3)
+    assert json.loads((out / "a.json").read_text())["assumed_intrinsics"] is True

@@ -202,3 +202,71 @@ def test_crop_kernel_matches_opencv_warp_affine():
         crop_affine(img.astype(np.float32), np.zeros((1, 2, 3)), 8, [0] * 3, [1] * 3)
     with pytest.raises(KernelError, match=r"affines must be finite with shape \(N, 2, 3\)"):
         crop_affine(img, np.full((1, 2, 3), np.nan), 8, [0] * 3, [1] * 3)
+
+
+# --- fixes for the node: layouts, threads, smoother in step with the tracker, chunks ----------
+
+def _frame(seed=0, h=96, w=128):
+    return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def test_a_non_contiguous_view_is_processed_like_its_copy(runner):
+    bgr = _frame(3)
+    view = bgr[..., ::-1]  # the usual BGR -> RGB step: a view with a negative stride
+    assert not view.flags.c_contiguous
+    pipe = FramePipeline(runner, PipelineParams(track=False))
+    a = pipe.process(view, boxes=[Box(10, 5, 90, 90)])
+    b = pipe.process(np.ascontiguousarray(view), boxes=[Box(10, 5, 90, 90)])
+    assert a.skipped is None and len(a.persons) == 1
+    np.testing.assert_allclose(a.persons[0].vertices, b.persons[0].vertices, atol=1e-5)
+
+
+def test_concurrent_frames_give_the_sequential_results(runner):
+    import threading
+
+    pipe = FramePipeline(runner, PipelineParams(track=False))
+    frames = [(_frame(i), [Box(5 + i, 5, 80 + i, 90)]) for i in range(6)]
+    want = [pipe.process(f, boxes=b).persons[0].joints for f, b in frames]
+    got = [None] * len(frames)
+
+    def work(i):
+        got[i] = pipe.process(frames[i][0], boxes=frames[i][1]).persons[0].joints
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(frames))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, atol=1e-5)
+
+
+def test_smoother_keeps_a_track_through_a_missed_frame(runner):
+    pipe = FramePipeline(runner, PipelineParams(track=True, smooth=True))
+    pipe.tracker.min_hits = 1
+    box = [Box(10, 5, 90, 90)]
+    first = pipe.process(_frame(0), boxes=box, header=Header(stamp_ns=0))
+    tid = first.persons[0].track_id
+    assert tid >= 0 and tid in pipe.smoother._filters
+    pipe.process(_frame(1), boxes=[], header=Header(stamp_ns=33_000_000))  # missed
+    assert tid in pipe.smoother._filters  # the tracker keeps it for max_age: so does the filter
+    again = pipe.process(_frame(2), boxes=box, header=Header(stamp_ns=66_000_000))
+    assert again.persons[0].track_id == tid
+    for _ in range(pipe.tracker.max_age + 1):
+        pipe.process(_frame(3), boxes=[], header=Header(stamp_ns=99_000_000))
+    assert tid not in pipe.smoother._filters and tid not in pipe.tracker.active_ids()
+
+
+def test_batches_over_the_backend_limit_run_in_chunks(runner):
+    rng = np.random.default_rng(0)
+    crops = rng.normal(size=(5, 3, runner.crop_size, runner.crop_size)).astype(np.float32)
+    z = runner.default_z(5)
+    whole = runner(crops, z)
+    runner.backend.max_batch = 2  # as a TensorRT engine built for batch <= 2
+    try:
+        chunked = runner(crops, z)
+    finally:
+        del runner.backend.max_batch
+    for key in ("vertices", "joints", "omega", "betas", "cam"):
+        np.testing.assert_allclose(chunked[key], whole[key], atol=1e-5)
+    assert set(chunked["timing"]) == set(whole["timing"])

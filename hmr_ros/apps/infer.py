@@ -85,7 +85,9 @@ def run_infer(args: argparse.Namespace) -> int:
         for name, sec in result.timing.items():
             stage_times.setdefault(name, []).append(sec)
         persons_found += len(result.persons)
-        intr = K if K is not None else _assumed_K(image.shape[1], image.shape[0])
+        # the intrinsics the pipeline resolved (an unusable camera_info K becomes the assumed one)
+        intr = (result.intrinsics if result.intrinsics is not None
+                else _assumed_K(image.shape[1], image.shape[0]))
         overlay = draw_overlay(image, result.persons, body.faces, body.part, intr)
         _write_png(out / f"{path.stem}_overlay.png", overlay)
         for k, p in enumerate(result.persons):

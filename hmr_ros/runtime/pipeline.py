@@ -8,6 +8,7 @@ carrying its stamp, and the pipeline serves the next frame.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -61,11 +62,15 @@ class FramePipeline:
         self.smoother = (PoseSmoother(params.smooth_min_cutoff, params.smooth_beta)
                          if params.smooth else None)
         self._z = regressor.default_z(params.max_persons, seed=params.hypotheses_seed)
+        # One frame at a time through crops (device staging buffers), the regressor, the
+        # tracker and the smoother: safe under a multi-threaded executor.
+        self._lock = threading.Lock()
 
     def process(self, image: np.ndarray, K: Optional[np.ndarray] = None,
                 boxes: Optional[Sequence[Box]] = None, header: Header = Header()) -> FrameResult:
         try:
-            return self._process(image, K, boxes, header)
+            with self._lock:
+                return self._process(image, K, boxes, header)
         except Exception as exc:  # a bad frame must not take the node down
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("frame %s (%s) skipped: %s", header.stamp_ns, header.frame_id, reason)
@@ -77,6 +82,9 @@ class FramePipeline:
         if problem:
             log.warning("frame %s (%s) skipped: %s", header.stamp_ns, header.frame_id, problem)
             return FrameResult(header=header, skipped=problem)
+        # views (e.g. bgr[..., ::-1], the usual BGR -> RGB step) are welcome: the crop kernel
+        # reads C-contiguous memory, so such a frame is copied once here
+        image = np.ascontiguousarray(image)
         height, width = image.shape[:2]
         intr = resolve_intrinsics(K, width, height)
         notes = []
@@ -88,9 +96,13 @@ class FramePipeline:
                               self.params.min_box_size, self.params.max_persons, notes)
         timing = {}
         if not chosen:
+            if self.tracker is not None:  # nobody this frame: tracks age (and die) all the same
+                self.tracker.update([])
+                if self.smoother is not None:
+                    self.smoother.forget(self.tracker.active_ids())
             timing["total"] = time.perf_counter() - t0
             return FrameResult(header=header, timing=timing, assumed_intrinsics=intr.assumed,
-                               notes=tuple(notes))
+                               intrinsics=intr.matrix(), notes=tuple(notes))
         geoms = [square_geometry(b, self.crop_size, self.params.context) for b in chosen]
         crops = crop_batch(image, geoms, self.mean, self.std,
                            getattr(self.regressor, "placement", None))
@@ -112,7 +124,9 @@ class FramePipeline:
                     rel[i], transl[i] = self.smoother(tid, rel[i], transl[i], t_sec)
             vertices, joints = self.regressor.lbs(np.ascontiguousarray(betas, np.float32),
                                                   np.ascontiguousarray(rel, np.float32))
-            self.smoother.forget([t for t in ids if t >= 0])
+            # in step with the tracker: a track missed for a few frames keeps its filter
+            self.smoother.forget(self.tracker.active_ids() if self.tracker else
+                                 [t for t in ids if t >= 0])
         persons = []
         for i, box in enumerate(chosen):
             v = vertices[i] + transl[i]
@@ -127,7 +141,8 @@ class FramePipeline:
         timing["postprocess"] = time.perf_counter() - t1
         timing["total"] = time.perf_counter() - t0
         return FrameResult(header=header, persons=tuple(persons), timing=timing,
-                           assumed_intrinsics=intr.assumed, notes=tuple(notes))
+                           assumed_intrinsics=intr.assumed, intrinsics=intr.matrix(),
+                           notes=tuple(notes))
 
 
 def check_image(image) -> Optional[str]:

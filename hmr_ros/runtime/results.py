@@ -46,5 +46,6 @@ class FrameResult:
     persons: Tuple[PersonResult, ...] = ()
     timing: Dict[str, float] = field(default_factory=dict)  # seconds per stage
     assumed_intrinsics: bool = False  # no usable camera_info: focal length assumed
+    intrinsics: Optional[np.ndarray] = None  # (3, 3) K the frame was processed with
     skipped: Optional[str] = None  # why the frame produced nothing, when it did not run
     notes: Tuple[str, ...] = ()  # dropped boxes and other non-fatal remarks

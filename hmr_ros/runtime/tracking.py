@@ -62,6 +62,10 @@ class Tracker:
                 ids[c] = self._confirm(t)
         return ids
 
+    def active_ids(self) -> List[int]:
+        """Ids of confirmed tracks still alive (including ones missed for <= max_age frames)."""
+        return [t.track_id for t in self._tracks if t.track_id >= 0]
+
     def _confirm(self, t: _Track) -> int:
         if t.track_id < 0 and t.hits >= self.min_hits:
             t.track_id, self._next_id = self._next_id, self._next_id + 1

@@ -73,7 +73,28 @@ class VisHMRRunner:
 
     def __call__(self, crops, z: Optional[np.ndarray] = None, mode: str = "ks_matched") -> dict:
         """Crops (B x 3 x c x c float32; NumPy, or a device array) -> stage outputs and the
-        merged mesh as NumPy arrays, plus per-stage ``timing`` in seconds."""
+        merged mesh as NumPy arrays, plus per-stage ``timing`` in seconds.
+
+        A backend with a batch limit (TensorRT engines' ``max_batch``) gets the crops in
+        chunks; the outputs are concatenated and the stage times summed."""
+        limit = getattr(self.backend, "max_batch", None)
+        shape = tuple(getattr(crops, "shape", np.shape(crops)))
+        batch = int(shape[0]) if len(shape) == 4 else 0
+        if limit and batch > limit:
+            z_all = self.default_z(batch) if z is None else z
+            parts = [self._call(crops[i:i + limit], z_all[i:i + limit], mode)
+                     for i in range(0, batch, limit)]
+            out = {k: np.concatenate([p[k] for p in parts], axis=0)
+                   for k in parts[0] if k != "timing"}
+            timing: dict = {}
+            for p in parts:
+                for stage, sec in p["timing"].items():
+                    timing[stage] = timing.get(stage, 0.0) + sec
+            out["timing"] = timing
+            return out
+        return self._call(crops, z, mode)
+
+    def _call(self, crops, z: Optional[np.ndarray], mode: str) -> dict:
         c = self.crop_size
         shape = tuple(getattr(crops, "shape", np.shape(crops)))
         if len(shape) != 4 or shape[1:] != (3, c, c):
