@@ -158,3 +158,21 @@ def test_dds_names_and_type_store_errors():
         types.make("std_msgs/msg/Header", frame="x")
     assert types.constants_of("hmr_ros/msg/HumanMesh") == {
         "TRACKING_NEW": 0, "TRACKING_TRACKED": 1, "TRACKING_LOST": 2}
+
+
+@pytest.mark.parametrize("name, field, sub, k", [
+    ("visualization_msgs/msg/Marker", "points", "geometry_msgs/msg/Point", 3),
+    ("visualization_msgs/msg/Marker", "colors", "std_msgs/msg/ColorRGBA", 4),
+    ("sensor_msgs/msg/PointCloud", "points", "geometry_msgs/msg/Point32", 3),
+])
+def test_sequences_of_numeric_messages_accept_an_array(name, field, sub, k):
+    rng = np.random.default_rng(k)
+    dtype = np.float64 if sub.endswith("Point") else np.float32
+    rows = rng.normal(size=(7, k)).astype(dtype)
+    names = [f for f, _ in types.fields_of(sub)]
+    as_list = types.make(name, **{field: [types.make(sub, **dict(zip(names, map(float, r))))
+                                          for r in rows]})
+    as_array = types.make(name, **{field: rows})
+    assert cdr.serialize(as_array, name) == cdr.serialize(as_list, name) == _oracle(as_list, name)
+    with pytest.raises(cdr.CdrError, match=rf"\(N, {k}\)"):
+        cdr.serialize(types.make(name, **{field: rows[:, :2]}), name)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import struct
 import threading
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -85,6 +85,7 @@ class _Compiler:
             "np": np, "U32": _U32, "CdrError": CdrError, "TYPE": name,
             "_read_string": _read_string, "_array_bytes": _array_bytes, "_count": _count,
             "ndarray": np.ndarray, "LEN": _LEN, "Z": _ZEROS,
+            "_struct_rows_bytes": _struct_rows_bytes,
         }
         size_lines, write_lines, read_lines = [], [], []
         counter = itertools.count()
@@ -155,6 +156,61 @@ class _Compiler:
         read.append(f"    if p + st.size > end: raise CdrError(f'{{TYPE}}.{run[0][2]}: truncated at {{p}}')")
         read.append(f"    {targets}, = st.unpack_from(data, p); p += st.size")
 
+    def _struct_array(self, var, get, label, sub, count, is_seq, homogeneous, env, size, write,
+                      read) -> None:
+        """Sequences and arrays of messages made of one numeric type (points, colours): as a
+        list of messages, or as an (N, k) NumPy array written in one piece (RViz markers carry
+        tens of thousands of points)."""
+        prim, k = homogeneous
+        dtype = PRIMITIVE_DTYPES[prim]
+        a = dtype.itemsize
+        w = k * a
+        n = f"n_{var}"
+        env[f"D_{var}"] = dtype
+        env[f"F_{var}"] = self.get(sub[1])
+        align = f"(p + {a - 1}) & -{a}" if a > 1 else "p"
+        if is_seq:
+            size.append(f"    e_ = {get}; {n} = e_.size // {k} if e_.__class__ is ndarray else len(e_)")
+            size.append("    p = ((p + 3) & -4) + 4")
+            if a > 4:
+                size.append(f"    if {n}: p = {align}")
+        else:
+            size.append(f"    {n} = {count}")
+            if a > 1:
+                size.append(f"    p = {align}")
+        size.append(f"    p += {n} * {w}")
+        write.append(f"    e_ = {get}")
+        write.append("    if e_.__class__ is ndarray:")
+        write.append(f"        b = _struct_rows_bytes(e_, D_{var}, {k}, TYPE, '{label}'); nb = len(b)")
+        if is_seq:
+            write.append(f"        st = LEN[p & 3]; out.append(st.pack(nb // {w})); p += st.size")
+            if a > 4:
+                write.append(f"        if nb: q = {align}; out.append(Z[q - p]); p = q")
+        else:
+            write.append(f"        if nb != {count * w}: raise CdrError("
+                         f"f'{{TYPE}}.{label}: array needs {count} elements, got {{nb // {w}}}')")
+            if a > 1:
+                write.append(f"        q = {align}; out.append(Z[q - p]); p = q")
+        write.append("        out.append(b); p += nb")
+        write.append("    else:")
+        if is_seq:
+            write.append(f"        st = LEN[p & 3]; out.append(st.pack(len(e_))); p += st.size")
+        else:
+            write.append(f"        if len(e_) != {count}: raise CdrError("
+                         f"f'{{TYPE}}.{label}: array needs {count} elements, got {{len(e_)}}')")
+        write.append(f"        for e in e_: p = F_{var}[1](out, p, e)")
+        if is_seq:
+            read.append("    p = (p + 3) & -4")
+            read.append(f"    if p + 4 > end: raise CdrError(f'{{TYPE}}.{label}: truncated at {{p}}')")
+            read.append(f"    {n} = U32.unpack_from(data, p)[0]; p += 4")
+        else:
+            read.append(f"    {n} = {count}")
+        read.append(f"    if {n} > end - p: raise CdrError("
+                    f"f'{{TYPE}}.{label}: count {{{n}}} exceeds the {{end - p}} bytes left at {{p}}')")
+        read.append(f"    {var} = []")
+        read.append(f"    for _ in range({n}):")
+        read.append(f"        e, p = F_{var}[2](data, p, end); {var}.append(e)")
+
     def _field(self, var, get, label, node, env, size, write, read) -> None:
         """A string, an array or a sequence at ``get``; decoded into the local ``var``."""
         kind, details = node
@@ -172,6 +228,11 @@ class _Compiler:
         sub, count = details
         is_seq = kind == Nodetype.SEQUENCE
         n = f"n_{var}"
+        homogeneous = _homogeneous(sub[1]) if sub[0] == Nodetype.NAME else None
+        if homogeneous is not None:
+            self._struct_array(var, get, label, sub, count, is_seq, homogeneous, env, size,
+                               write, read)
+            return
         primitive = _is_primitive(sub)
         if is_seq:
             size.append(f"    {n} = _count({get}); p = ((p + 3) & -4) + 4")
@@ -239,6 +300,35 @@ class _Compiler:
         read.append(f"    {var} = []")
         read.append(f"    for _ in range({n}):")
         read.append(f"        e, p = {elem_read}; {var}.append(e)")
+
+
+def _homogeneous(name: str) -> Optional[Tuple[str, int]]:
+    """(primitive, count) when every leaf field of message ``name`` is the same numeric
+    primitive (geometry_msgs/Point: float64 x 3, std_msgs/ColorRGBA: float32 x 4), else None.
+    Such a message packs without padding, so a sequence of them is one block of numbers."""
+    prims: List[str] = []
+    for _, node in fields_of(name):
+        if node[0] == Nodetype.NAME:
+            inner = _homogeneous(node[1])
+            if inner is None:
+                return None
+            prims += [inner[0]] * inner[1]
+        elif _is_primitive(node) and node[1][0] != "bool":
+            prims.append(node[1][0])
+        else:
+            return None
+    if not prims or len(set(PRIMITIVE_DTYPES[p] for p in prims)) != 1:
+        return None
+    return prims[0], len(prims)
+
+
+def _struct_rows_bytes(value: np.ndarray, dtype: np.dtype, k: int, type_name: str, field: str):
+    """The bytes of an (N, k) array standing for N messages of k numbers each."""
+    arr = np.asarray(value)
+    if arr.ndim != 2 or arr.shape[1] != k:
+        raise CdrError(f"{type_name}.{field}: an array for these messages must be (N, {k}), "
+                       f"got {arr.shape}")
+    return _array_bytes(arr, dtype, type_name, field)
 
 
 def _count(value: Any) -> int:
