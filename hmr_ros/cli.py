@@ -156,6 +156,8 @@ COMMANDS: Dict[str, object] = {
     "build-engine": ("build the TensorRT engines of an exported model ahead of time",
                      *_lazy(".runtime.engine_cache", "build_engine_arguments",
                             "run_build_engine")),
+    "node": ("run the ROS 2 node: camera topics in, /human_mesh and friends out",
+             *_lazy(".node.cli", "add_node_arguments", "run_node")),
     "play": ("publish a bag's topics on ROS 2 (built-in transport or rclpy)",
              *_lazy(".bag.cli", "add_play_arguments", "run_play")),
     "record": ("record ROS 2 topics from the wire into a rosbag2",

@@ -1,0 +1,449 @@
+"""The hmr_ros node: camera images in, human meshes out, on any `Transport`.
+
+Threading: the transport's callbacks only store what arrives (the newest image in a one-slot
+mailbox, the latest camera_info per frame, detections by stamp); one worker thread takes the
+newest image and runs the frame pipeline, so a slow model drops frames (counted) instead of
+building latency. Everything published for a frame carries that image's header unchanged.
+
+Lifecycle (the managed-node states): ``configure`` loads the body model and the regressor and
+creates the publishers (the mesh faces go out once, transient local); ``activate`` subscribes
+and starts the worker; ``deactivate`` stops both; ``cleanup`` frees the model; ``shutdown``
+does whatever is left. Bad input never stops the node: each skipped frame is logged with its
+stamp and counted by reason in /diagnostics.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from hmr_ros.transport import QOS_TRANSIENT_LOCAL, images, qos_from_string, types
+from hmr_ros.transport.mesh_faces import mesh_faces_message
+
+from . import outputs
+from .params import NodeConfig
+
+__all__ = ["HmrNode", "FrameSlot", "NodeStats"]
+
+log = logging.getLogger("hmr_ros.node")
+
+
+class FrameSlot:
+    """A one-item mailbox: `put` replaces what the worker has not taken yet (a drop)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._closed = False
+
+    def put(self, item: Any) -> bool:
+        """Store ``item``; True when it replaced an item nobody took (that frame is dropped)."""
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float) -> Any:
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class NodeStats:
+    """Counters and recent latencies for /diagnostics (thread-safe)."""
+
+    def __init__(self, window: int = 300) -> None:
+        self._lock = threading.Lock()
+        self.received = 0
+        self.processed = 0
+        self.dropped = 0
+        self.persons = 0
+        self.skipped: Dict[str, int] = collections.Counter()
+        self._arrivals: Deque[float] = collections.deque(maxlen=window)
+        self._done: Deque[float] = collections.deque(maxlen=window)
+        self._stages: Dict[str, Deque[float]] = {}
+        self._window = window
+
+    def arrived(self, dropped_previous: bool) -> None:
+        with self._lock:
+            self.received += 1
+            self.dropped += int(dropped_previous)
+            self._arrivals.append(time.monotonic())
+
+    def skip(self, reason: str) -> None:
+        with self._lock:
+            self.skipped[reason.split(":")[0][:80]] += 1
+
+    def finished(self, persons: int, timing: Dict[str, float]) -> None:
+        with self._lock:
+            self.processed += 1
+            self.persons += persons
+            self._done.append(time.monotonic())
+            for stage, sec in timing.items():
+                self._stages.setdefault(stage, collections.deque(maxlen=self._window)).append(sec)
+
+    @staticmethod
+    def _rate(stamps: Deque[float]) -> float:
+        if len(stamps) < 2:
+            return 0.0
+        span = stamps[-1] - stamps[0]
+        return (len(stamps) - 1) / span if span > 0 else 0.0
+
+    def snapshot(self) -> Dict[str, Any]:
+        with self._lock:
+            stages = {k: (float(np.percentile(v, 50)) * 1e3, float(np.percentile(v, 95)) * 1e3)
+                      for k, v in self._stages.items() if v}
+            return {"received": self.received, "processed": self.processed,
+                    "dropped": self.dropped, "persons": self.persons,
+                    "skipped": dict(self.skipped), "input_rate": self._rate(self._arrivals),
+                    "processed_rate": self._rate(self._done), "latency_ms": stages}
+
+
+class HmrNode:
+    """The node's logic on a transport (`hmr_ros.transport.open_transport`).
+
+    ``pipeline_factory(config) -> (pipeline, body, backend_name)`` replaces the model loading
+    (tests); by default the exported model in ``config.model_dir`` runs on ``config.backend``.
+    """
+
+    def __init__(self, transport: Any, config: NodeConfig, pipeline_factory=None) -> None:
+        self.transport = transport
+        self.config = config
+        self.stats = NodeStats()
+        self.state = "unconfigured"
+        self._factory = pipeline_factory or _load_pipeline
+        self._slot = FrameSlot()
+        self._camera_info: Dict[str, Any] = {}
+        self._detections: "collections.OrderedDict[int, Any]" = collections.OrderedDict()
+        self._det_lock = threading.Lock()
+        self._pubs: Dict[str, Any] = {}
+        self._body_pubs: Dict[str, Dict[str, Any]] = {}
+        self._subs: List[Any] = []
+        self._timer: Any = None
+        self._worker: Optional[threading.Thread] = None
+        self._running = threading.Event()
+        self.pipeline: Any = None
+        self.body: Any = None
+        self.backend_name = ""
+        self._ids = outputs.BodyIds()
+        self._classes = {c.strip() for c in config.detection_classes.split(",") if c.strip()}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def configure(self) -> None:
+        if self.state != "unconfigured":
+            raise RuntimeError(f"configure from state {self.state}")
+        self.pipeline, self.body, self.backend_name = self._factory(self.config)
+        out_qos = qos_from_string(self.config.output_qos)
+        t = self.transport
+        self._pubs["mesh"] = t.create_publisher("human_mesh", "hmr_ros/msg/HumanMeshArray", out_qos)
+        self._pubs["faces"] = t.create_publisher("human_mesh/faces", "hmr_ros/msg/MeshFaces",
+                                                 QOS_TRANSIENT_LOCAL)
+        if self.config.publish_visibility:
+            self._pubs["visibility"] = t.create_publisher(
+                "human_mesh/visibility", "hmr_ros/msg/BodyPartVisibility", out_qos)
+        if self.config.publish_rep155:
+            self._pubs["tracked"] = t.create_publisher("humans/bodies/tracked",
+                                                       "hri_msgs/msg/IdsList", out_qos)
+        if self.config.publish_tf:
+            self._pubs["tf"] = t.create_publisher("/tf", "tf2_msgs/msg/TFMessage", out_qos)
+        if self.config.publish_markers:
+            self._pubs["markers"] = t.create_publisher(
+                "human_mesh/markers", "visualization_msgs/msg/MarkerArray", out_qos)
+        if self.config.publish_overlay:
+            self._pubs["overlay"] = t.create_publisher("human_mesh/overlay",
+                                                       "sensor_msgs/msg/Image", out_qos)
+        self._pubs["diagnostics"] = t.create_publisher(
+            "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", out_qos)
+        faces_header = types.make("std_msgs/msg/Header", stamp=t.now())
+        self._pubs["faces"].publish(mesh_faces_message(self.body.name, self.body.faces,
+                                                       self.body.part, faces_header))
+        self.state = "inactive"
+        t.logger.info("configured: model %s on %s, body %s", self.config.model_dir,
+                      self.backend_name, self.body.name)
+
+    def activate(self) -> None:
+        if self.state != "inactive":
+            raise RuntimeError(f"activate from state {self.state}")
+        t, c = self.transport, self.config
+        in_qos = qos_from_string(c.input_qos)
+        if c.compressed:
+            self._subs.append(t.create_subscription(
+                f"{c.image_topic}/compressed", "sensor_msgs/msg/CompressedImage",
+                self._on_image, in_qos))
+        else:
+            self._subs.append(t.create_subscription(c.image_topic, "sensor_msgs/msg/Image",
+                                                    self._on_image, in_qos))
+        self._subs.append(t.create_subscription(c.camera_info_topic, "sensor_msgs/msg/CameraInfo",
+                                                self._on_camera_info, in_qos))
+        if c.detections_topic:
+            self._subs.append(t.create_subscription(
+                c.detections_topic, "vision_msgs/msg/Detection2DArray", self._on_detections,
+                in_qos))
+        self._slot = FrameSlot()
+        self._running.set()
+        self._worker = threading.Thread(target=self._work, name="hmr_ros-worker", daemon=True)
+        self._worker.start()
+        self._timer = t.create_timer(c.diagnostics_period, self.publish_diagnostics)
+        self.state = "active"
+        t.logger.info("active: image %s%s, camera_info %s%s", c.image_topic,
+                      "/compressed" if c.compressed else "", c.camera_info_topic,
+                      f", detections {c.detections_topic}" if c.detections_topic else "")
+
+    def deactivate(self) -> None:
+        if self.state != "active":
+            raise RuntimeError(f"deactivate from state {self.state}")
+        self._running.clear()
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=30)
+            self._worker = None
+        for sub in self._subs:
+            sub.close()
+        self._subs = []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.state = "inactive"
+
+    def cleanup(self) -> None:
+        if self.state != "inactive":
+            raise RuntimeError(f"cleanup from state {self.state}")
+        for pub in list(self._pubs.values()) + [p for d in self._body_pubs.values()
+                                                for p in d.values()]:
+            pub.close()
+        self._pubs, self._body_pubs = {}, {}
+        self.pipeline = self.body = None
+        self.state = "unconfigured"
+
+    def shutdown(self) -> None:
+        if self.state == "active":
+            self.deactivate()
+        if self.state == "inactive":
+            self.cleanup()
+        self.state = "finalized"
+
+    # -- callbacks (transport thread): store only --------------------------------------------------
+
+    def _on_image(self, msg: Any) -> None:
+        self.stats.arrived(self._slot.put((msg, time.monotonic())))
+
+    def _on_camera_info(self, msg: Any) -> None:
+        self._camera_info[msg.header.frame_id] = msg
+
+    def _on_detections(self, msg: Any) -> None:
+        with self._det_lock:
+            self._detections[_stamp_ns(msg.header)] = msg
+            while len(self._detections) > 120:
+                self._detections.popitem(last=False)
+
+    # -- worker ----------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while self._running.is_set():
+            item = self._slot.take(0.1)
+            if item is None:
+                continue
+            try:
+                self.process(*item)
+            except Exception:  # noqa: BLE001 - the worker must survive anything
+                log.exception("unexpected error while processing a frame")
+                self.stats.skip("internal error")
+
+    def process(self, msg: Any, arrived: float) -> Optional[Any]:
+        """Run one image message through the pipeline and publish; returns the FrameResult
+        (None when the frame was skipped before the pipeline)."""
+        from hmr_ros.runtime import Header
+
+        t0 = time.perf_counter()
+        stamp, frame_id = _stamp_ns(msg.header), msg.header.frame_id
+        try:
+            rgb = images.message_to_rgb(msg, getattr(msg, "__msgtype__", None))
+        except images.ImageMessageError as exc:
+            self._skip(stamp, frame_id, f"bad image: {exc}")
+            return None
+        K = self._intrinsics(frame_id, rgb.shape[1], rgb.shape[0], stamp)
+        boxes = self._boxes(stamp, rgb.shape[1], rgb.shape[0]) if self.config.detections_topic \
+            else None
+        decode_s = time.perf_counter() - t0
+        result = self.pipeline.process(rgb, K, boxes, Header(stamp_ns=stamp, frame_id=frame_id))
+        if result.skipped:
+            self.stats.skip(result.skipped)
+            return result
+        t1 = time.perf_counter()
+        self._publish(result, msg.header, rgb)
+        timing = dict(result.timing)
+        timing.update(decode=decode_s, publish=time.perf_counter() - t1,
+                      age=time.monotonic() - arrived)
+        self.stats.finished(len(result.persons), timing)
+        return result
+
+    def _skip(self, stamp: int, frame_id: str, reason: str) -> None:
+        log.warning("frame %d (%s) skipped: %s", stamp, frame_id, reason)
+        self.stats.skip(reason)
+
+    def _intrinsics(self, frame_id: str, width: int, height: int, stamp: int) -> Optional[np.ndarray]:
+        info = self._camera_info.get(frame_id)
+        if info is None:
+            return None  # the pipeline assumes a focal length and flags it
+        K = np.asarray(info.k, np.float64).reshape(3, 3)
+        if (info.width and info.width != width) or (info.height and info.height != height):
+            log.warning("frame %d (%s): camera_info is for %dx%d, the image is %dx%d: focal "
+                        "length assumed", stamp, frame_id, info.width, info.height, width, height)
+            return None
+        return K
+
+    def _boxes(self, stamp: int, width: int, height: int) -> Optional[List[Any]]:
+        from hmr_ros.runtime import Box
+
+        deadline = time.monotonic() + 0.1  # a detector's output may trail its image a little
+        while True:
+            with self._det_lock:
+                det = self._detections.pop(stamp, None)
+            if det is not None or time.monotonic() >= deadline or not self._running.is_set():
+                break
+            time.sleep(0.005)
+        if det is None:
+            return None  # no detections for this frame: the whole frame is one person
+        boxes = []
+        for d in det.detections:
+            scores = [h.hypothesis.score for h in d.results
+                      if not self._classes or h.hypothesis.class_id in self._classes]
+            if self._classes and not scores:
+                continue
+            b = d.bbox
+            cx, cy, w, h = b.center.position.x, b.center.position.y, b.size_x, b.size_y
+            if not np.isfinite([cx, cy, w, h]).all() or w <= 0 or h <= 0:
+                log.warning("frame %d: detection with a non-finite or empty box ignored", stamp)
+                continue
+            score = float(max(scores)) if scores else 1.0
+            boxes.append(Box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2,
+                             score if np.isfinite(score) else 0.0))
+        return boxes
+
+    # -- outputs -----------------------------------------------------------------------------------
+
+    def _publish(self, result: Any, header: Any, rgb: np.ndarray) -> None:
+        height, width = rgb.shape[:2]
+        track_ids = [p.track_id for p in result.persons]
+        ids = [self._ids.get(tid) for tid in track_ids]
+        tracker = getattr(self.pipeline, "tracker", None)
+        ended = self._ids.forget_except(tracker.active_ids() if tracker is not None else
+                                        [t for t in track_ids if t >= 0])
+        mesh, visibility = outputs.human_mesh_array(result, header, ids, self.body.name,
+                                                    self.body.num_vertices, width, height)
+        self._pubs["mesh"].publish(mesh)
+        if "visibility" in self._pubs:
+            for v in visibility:
+                self._pubs["visibility"].publish(v)
+        if "tracked" in self._pubs:
+            tracked, per_body = outputs.rep155_messages(result, header, ids, width, height)
+            self._pubs["tracked"].publish(tracked)
+            for bid, msgs in per_body.items():
+                pubs = self._body_pubs.get(bid)
+                if pubs is None:
+                    pubs = self._body_pubs[bid] = self._create_body_publishers(bid)
+                for key, m in msgs.items():
+                    pubs[key].publish(m)
+            for _, bid in ended:
+                for pub in self._body_pubs.pop(bid, {}).values():
+                    pub.close()
+        if "tf" in self._pubs:
+            tf = outputs.tf_message(result, header, ids)
+            if tf.transforms:
+                self._pubs["tf"].publish(tf)
+        if "markers" in self._pubs and self._pubs["markers"].subscription_count():
+            self._pubs["markers"].publish(outputs.marker_array(
+                result, header, ids, self.body.faces, self.body.part, track_ids,
+                [tid for tid, _ in ended]))
+        if "overlay" in self._pubs and self._pubs["overlay"].subscription_count():
+            from hmr_ros.viz import draw_overlay
+
+            overlay = draw_overlay(rgb, result.persons, self.body.faces, self.body.part,
+                                   result.intrinsics)
+            self._pubs["overlay"].publish(images.rgb_to_image(overlay, header))
+
+    def _create_body_publishers(self, bid: str) -> Dict[str, Any]:
+        q = qos_from_string(self.config.output_qos)
+        base = f"humans/bodies/{bid}"
+        t = self.transport
+        return {"roi": t.create_publisher(f"{base}/roi",
+                                          "hri_msgs/msg/NormalizedRegionOfInterest2D", q),
+                "skeleton2d": t.create_publisher(f"{base}/skeleton2d", "hri_msgs/msg/Skeleton2D",
+                                                 q),
+                "joint_states": t.create_publisher(f"{base}/joint_states",
+                                                   "sensor_msgs/msg/JointState", q)}
+
+    def publish_diagnostics(self) -> None:
+        """/diagnostics: rates, drops, skips by reason, per-stage latency p50/p95, model."""
+        snap = self.stats.snapshot()
+        values = [("state", self.state), ("backend", self.backend_name),
+                  ("model", str(self.config.model_dir)),
+                  ("body_model", self.body.name if self.body is not None else ""),
+                  ("input_rate_hz", f"{snap['input_rate']:.2f}"),
+                  ("processed_rate_hz", f"{snap['processed_rate']:.2f}"),
+                  ("frames_received", str(snap["received"])),
+                  ("frames_processed", str(snap["processed"])),
+                  ("frames_dropped", str(snap["dropped"])),
+                  ("frames_skipped", str(sum(snap["skipped"].values()))),
+                  ("persons", str(snap["persons"]))]
+        values += [(f"skipped: {reason}", str(n)) for reason, n in sorted(snap["skipped"].items())]
+        for stage, (p50, p95) in sorted(snap["latency_ms"].items()):
+            values += [(f"latency_ms {stage} p50", f"{p50:.2f}"),
+                       (f"latency_ms {stage} p95", f"{p95:.2f}")]
+        skipped = sum(snap["skipped"].values())
+        level = 0 if not skipped and snap["processed"] else 1
+        message = (f"{snap['processed_rate']:.1f} Hz processed of {snap['input_rate']:.1f} Hz in, "
+                   f"{snap['dropped']} dropped, {skipped} skipped")
+        status = types.make("diagnostic_msgs/msg/DiagnosticStatus", level=level,
+                            name=f"{self.transport.node_name}: pipeline", message=message,
+                            hardware_id=self.backend_name,
+                            values=[types.make("diagnostic_msgs/msg/KeyValue", key=k, value=v)
+                                    for k, v in values])
+        header = types.make("std_msgs/msg/Header", stamp=self.transport.now())
+        pub = self._pubs.get("diagnostics")
+        if pub is not None:
+            pub.publish(types.make("diagnostic_msgs/msg/DiagnosticArray", header=header,
+                                   status=[status]))
+
+
+def _stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def _load_pipeline(config: NodeConfig) -> Tuple[Any, Any, str]:
+    """The default model loading: body model, runner on the configured backend, pipeline."""
+    from hmr_ros.body import load_body_model
+    from hmr_ros.runtime import FramePipeline, PipelineParams, VisHMRRunner
+
+    body = load_body_model(config.body_model)
+    # each backend takes the options it knows (select_backend ignores the others' options)
+    options: Dict[str, Any] = {"precision": config.precision}
+    if config.threads:
+        options["threads"] = config.threads
+    if config.engine_cache_dir:
+        options["cache_dir"] = config.engine_cache_dir
+    runner = VisHMRRunner(config.model_dir, body, backend=config.backend, **options)
+    params = PipelineParams(max_persons=config.max_persons,
+                            score_threshold=config.score_threshold, mode=config.merge_mode,
+                            track=config.track, smooth=config.smooth,
+                            smooth_min_cutoff=config.smooth_min_cutoff,
+                            smooth_beta=config.smooth_beta)
+    pipeline = FramePipeline(runner, params)
+    if pipeline.tracker is not None:
+        pipeline.tracker.min_hits = config.track_min_hits
+        pipeline.tracker.max_age = config.track_max_age
+    return pipeline, body, runner.backend.name
