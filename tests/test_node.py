@@ -312,3 +312,31 @@ def test_node_cli_reports_bad_parameters(tmp_path, capsys, dds_domain):
     params.write_text("hmr_node:\n  ros__parameters:\n    max_persons: 0\n")
     assert main(["node", "--loopback", "--params", str(params)]) == 1
     assert "max_persons" in capsys.readouterr().err
+
+
+def test_ros_arguments_of_ros2_run_and_launch(tmp_path):
+    from hmr_ros.node.ros_args import split_ros_args
+
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    max_persons: 3\n"
+                      "cam_node:\n  ros__parameters:\n    max_persons: 2\n    smooth: true\n")
+    plain, ros = split_ros_args(["--transport", "dds", "--ros-args", "-r", "__node:=cam_node",
+                                 "-r", "__ns:=/robot", "-r", "image:=/camera/image_raw",
+                                 "-r", "other_node:camera_info:=/x", "--params-file",
+                                 str(params), "-p", "score_threshold:=0.3",
+                                 "--log-level", "debug", "--", "--extra"])
+    assert plain == ["--transport", "dds", "--extra"]
+    assert (ros.node_name, ros.namespace) == ("cam_node", "/robot")
+    assert ros.remaps == {"image": "/camera/image_raw"}  # other_node's rule is not ours
+    assert ros.parameters_for("cam_node") == {"max_persons": 2, "smooth": True,
+                                              "score_threshold": 0.3}
+    assert ros.log_level == "debug"
+    with pytest.raises(ValueError, match="from:=to"):
+        split_ros_args(["--ros-args", "-r", "image"])
+
+
+def test_remapped_topics_on_the_built_in_transport(dds_domain):
+    with DdsTransport("remapped", "/robot", remaps={"image": "/camera/image_raw"}) as node:
+        sub = node.create_subscription("image", "sensor_msgs/msg/Image", lambda m: None)
+        pub = node.create_publisher("out", "std_msgs/msg/Header")
+        assert sub.topic == "/camera/image_raw" and pub.topic == "/robot/out"

@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 __all__ = ["add_node_arguments", "run_node", "parse_overrides"]
 
@@ -45,7 +45,7 @@ def parse_overrides(items) -> Dict[str, Any]:
 
 
 def run_node(args: argparse.Namespace) -> int:
-    from .params import declare, markdown_table, read_params_yaml
+    from .params import markdown_table, read_params_yaml
 
     if args.print_params:
         print(markdown_table())
@@ -55,19 +55,35 @@ def run_node(args: argparse.Namespace) -> int:
     values: Dict[str, Any] = read_params_yaml(args.params, name) if args.params else {}
     values.update(parse_overrides(args.param))
     args.node_name = name
-    transport = _open(args, values)
-    from .node import HmrNode
+    return serve(_open(args, values), duration=args.duration)
 
-    node = None
+
+def serve(transport: Any, *, duration: Optional[float] = None, autostart: bool = True) -> int:
+    """Run the node on ``transport`` until Ctrl-C, SIGTERM or ``duration``: configured and
+    activated at once (``autostart``), or, on a managed rclpy node, when a lifecycle manager
+    says so (``ros2 lifecycle set /hmr_node configure``)."""
+    from .node import HmrNode
+    from .params import declare
+
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
+    node = None
     try:
         config = declare(transport)
         node = HmrNode(transport, config)
-        node.configure()
-        node.activate()
-        end = None if args.duration is None else time.monotonic() + args.duration
+        managed = getattr(transport, "set_lifecycle_hooks", None)
+        if managed is not None and getattr(transport, "managed", False):
+            managed({"configure": node.configure, "activate": node.activate,
+                     "deactivate": node.deactivate, "cleanup": node.cleanup,
+                     "shutdown": node.shutdown})
+            if autostart:
+                transport.trigger("configure")
+                transport.trigger("activate")
+        elif autostart:
+            node.configure()
+            node.activate()
+        end = None if duration is None else time.monotonic() + duration
         transport.spin(until=lambda: stop.is_set() or (end is not None and time.monotonic() >= end))
     finally:
         for sig, handler in previous.items():
@@ -77,9 +93,47 @@ def run_node(args: argparse.Namespace) -> int:
             snap = node.stats.snapshot()
             print(f"frames received {snap['received']}, processed {snap['processed']}, "
                   f"dropped {snap['dropped']}, skipped {sum(snap['skipped'].values())}, "
-                  f"persons {snap['persons']}")
+                  f"persons {snap['persons']}", flush=True)
         transport.close()
     return 0
+
+
+def ros_main(argv=None) -> int:
+    """``ros2 run hmr_ros hmr_node`` / launch files: ROS arguments (``--ros-args``), rclpy
+    where it is importable (a managed node; ``autostart:=false`` leaves it unconfigured for a
+    lifecycle manager), else the built-in transport with the same arguments."""
+    import sys
+
+    from hmr_ros.transport import open_transport
+    from hmr_ros.transport.rclpy_transport import rclpy_available
+
+    from .ros_args import split_ros_args
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    plain, ros = split_ros_args(argv)
+    parser = argparse.ArgumentParser(prog="hmr_node", description="the hmr_ros node")
+    parser.add_argument("--transport", choices=("auto", "rclpy", "dds"), default="auto")
+    parser.add_argument("--no-autostart", action="store_true",
+                        help="managed (rclpy): wait for lifecycle transitions")
+    opts = parser.parse_args(plain)
+    logging.basicConfig(level=getattr(logging, (ros.log_level or "info").upper(), logging.INFO),
+                        format="[%(levelname)s] [%(name)s]: %(message)s")
+    name = ros.node_name or "hmr_node"
+    kind = opts.transport
+    if kind == "auto":
+        kind = "rclpy" if rclpy_available() else "dds"
+    try:
+        if kind == "rclpy":
+            from hmr_ros.transport.rclpy_transport import RclpyTransport
+
+            transport = RclpyTransport("hmr_node", args=["hmr_node", *argv], managed=True)
+        else:
+            transport = open_transport("dds", name, ros.namespace or "",
+                                       parameters=ros.parameters_for(name), remaps=ros.remaps)
+        return serve(transport, autostart=not opts.no_autostart)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"hmr_node: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _open(args: argparse.Namespace, values: Dict[str, Any]) -> Any:

@@ -214,13 +214,15 @@ class DdsTransport(Transport):
 
     ``domain_id`` defaults to ``ROS_DOMAIN_ID`` (else 0), ``ros_distro`` to ``ROS_DISTRO``
     (else jazzy; humble selects Humble's graph layout and no type hashes), ``config`` (Cyclone
-    XML) to ``CYCLONEDDS_URI``. ``parameters`` are the overrides `declare_parameter` sees.
+    XML) to ``CYCLONEDDS_URI``. ``parameters`` are the overrides `declare_parameter` sees;
+    ``remaps`` maps topic names to others (``ros2 run ... -r image:=/camera/image_raw``).
     """
 
     def __init__(self, node_name: str, namespace: str = "", *, domain_id: Optional[int] = None,
                  parameters: Optional[Dict[str, Any]] = None, ros_distro: Optional[str] = None,
                  config: Optional[str] = None,
-                 max_sample_bytes: int = DEFAULT_MAX_SAMPLE_BYTES) -> None:
+                 max_sample_bytes: int = DEFAULT_MAX_SAMPLE_BYTES,
+                 remaps: Optional[Dict[str, str]] = None) -> None:
         if not _TOPIC_TOKEN.match(node_name):
             raise TransportError(f"invalid node name {node_name!r}")
         namespace = "/" + namespace.strip("/") if namespace.strip("/") else "/"
@@ -233,7 +235,13 @@ class DdsTransport(Transport):
         self.domain_id = domain_id
         self.layout = ros_distro_layout(ros_distro or os.environ.get("ROS_DISTRO") or "jazzy")
         self._parameters_given = dict(parameters or {})
+        # topic remapping as ROS does it: both sides resolved against this node's namespace
+        self._remaps = {resolve_topic(src, node_name, namespace):
+                        resolve_topic(dst, node_name, namespace)
+                        for src, dst in (remaps or {}).items()}
         self._parameters: Dict[str, Any] = {}
+        # declared by every rclpy node; the node's outputs carry image stamps, not the clock's
+        self.declare_parameter("use_sim_time", False)
         self._max_sample_bytes = int(max_sample_bytes)
         self._lock = threading.RLock()
         self._spin_lock = threading.Lock()
@@ -280,6 +288,10 @@ class DdsTransport(Transport):
             self._topics[ros_topic] = (topic, type_name)
             return topic
 
+    def _resolve(self, topic: str) -> str:
+        name = resolve_topic(topic, self.node_name, self.namespace)
+        return self._remaps.get(name, name)
+
     def _endpoint_user_data(self, type_name: str) -> Optional[bytes]:
         if not self.layout.type_hashes:
             return None
@@ -290,7 +302,7 @@ class DdsTransport(Transport):
         self._check_open()
         type_name = types.normalize_type_name(type_name)
         types.fields_of(type_name)
-        ros_topic = resolve_topic(topic, self.node_name, self.namespace)
+        ros_topic = self._resolve(topic)
         writer = DataWriter(self._ddspub, self._topic(ros_topic, type_name),
                             qos=dds_qos(qos, user_data=self._endpoint_user_data(type_name)))
         pub = DdsWriter(self, ros_topic, type_name, qos, writer)
@@ -305,7 +317,7 @@ class DdsTransport(Transport):
         type_name = types.normalize_type_name(type_name)
         types.fields_of(type_name)
         cdr.compile_all([type_name])
-        ros_topic = resolve_topic(topic, self.node_name, self.namespace)
+        ros_topic = self._resolve(topic)
         reader = DataReader(self._ddssub, self._topic(ros_topic, type_name),
                             qos=dds_qos(qos, user_data=self._endpoint_user_data(type_name)))
         sub = DdsReader(self, ros_topic, type_name, qos, reader, callback, raw,

@@ -116,24 +116,74 @@ class _RclpyTimer(Timer):
             self._timer = None
 
 
+def _managed_node_class():
+    """An rclpy LifecycleNode whose transitions run hooks set later (`set_lifecycle_hooks`)."""
+    from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+    class ManagedNode(LifecycleNode):
+        hooks: Dict[str, Callable[[], None]] = {}
+
+        def _run(self, name: str) -> Any:
+            hook = self.hooks.get(name)
+            try:
+                if hook is not None:
+                    hook()
+            except Exception:  # noqa: BLE001 - a failed transition, reported to the manager
+                self.get_logger().error(f"{name} failed:\n{traceback.format_exc()}")
+                return TransitionCallbackReturn.FAILURE
+            return TransitionCallbackReturn.SUCCESS
+
+        def on_configure(self, state):  # noqa: ARG002 - rclpy's signature
+            return self._run("configure")
+
+        def on_activate(self, state):  # noqa: ARG002
+            return self._run("activate")
+
+        def on_deactivate(self, state):  # noqa: ARG002
+            return self._run("deactivate")
+
+        def on_cleanup(self, state):  # noqa: ARG002
+            return self._run("cleanup")
+
+        def on_shutdown(self, state):  # noqa: ARG002
+            return self._run("shutdown")
+
+        def on_error(self, state):  # noqa: ARG002
+            return self._run("shutdown")
+
+    return ManagedNode
+
+
 class RclpyTransport(Transport):
-    """A ROS 2 node through rclpy (initialises rclpy if the process has not)."""
+    """A ROS 2 node through rclpy (initialises rclpy if the process has not). ``args``: the
+    process's ROS arguments (remaps, parameter files, ``__node``); ``managed``: a lifecycle
+    node (``ros2 lifecycle``), whose transitions run the hooks of `set_lifecycle_hooks`."""
 
     def __init__(self, node_name: str, namespace: str = "", *,
                  parameters: Optional[Dict[str, Any]] = None,
-                 args: Optional[List[str]] = None) -> None:
+                 args: Optional[List[str]] = None, managed: bool = False) -> None:
         rclpy, self._rqos, Node, Parameter, self._get_message = _import_rclpy()
         self._rclpy = rclpy
         self._owns_context = not rclpy.ok()
         if self._owns_context:
             rclpy.init(args=args)
         overrides = [Parameter(k, value=v) for k, v in (parameters or {}).items()]
-        self.node = Node(node_name, namespace=namespace or None, parameter_overrides=overrides,
-                         allow_undeclared_parameters=False)
+        cls = _managed_node_class() if managed else Node
+        self.managed = managed
+        self.node = cls(node_name, namespace=namespace or None, parameter_overrides=overrides,
+                        allow_undeclared_parameters=False)
         self.node_name = self.node.get_name()
         self.namespace = self.node.get_namespace()
         self.logger = _RclpyLogger(self.node.get_logger())
         self._closed = False
+
+    def set_lifecycle_hooks(self, hooks: Dict[str, Callable[[], None]]) -> None:
+        """configure / activate / deactivate / cleanup / shutdown -> callables (managed)."""
+        self.node.hooks = dict(hooks)
+
+    def trigger(self, transition: str) -> None:
+        """Run a lifecycle transition from here (autostart), as a manager would."""
+        getattr(self.node, f"trigger_{transition}")()
 
     def _msg_class(self, type_name: str) -> Any:
         try:
