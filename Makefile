@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.hmr_ros-installed
 
-.PHONY: test demo install build bench clean
+.PHONY: test demo demo-images install build bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,18 @@ build: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# The main job on the embedded default: the bundled light VisHMR on the shipped sample images
-# (synthetic renders with ground truth): overlays, meshes and JSON in out/demo, then persons
-# found, per-stage latency, FPS and MPJPE / PA-MPJPE / PVE against the ground truth.
+# The main job on the embedded default, as a real ROS 2 system on loopback (built-in transport,
+# separate processes): `hmr-ros play` of the sample bag (generated on first use: people walking
+# past a pillar, with ground truth) -> `hmr-ros node` (bundled light VisHMR) -> `hmr-ros record`;
+# then an overlay video and frames in / processed / dropped, persons, FPS, latency p50/p95 and
+# MPJPE / PA-MPJPE / PVE against the ground truth. Writes out/demo/.
 demo: $(STAMP)
-	$(PY) -m hmr_ros.cli infer models/samples --out out/demo --boxes models/samples/boxes.json \
-		--gt models/samples/gt.npz
-	@echo "overlays, meshes and JSON: out/demo/"
+	$(PY) -m hmr_ros.apps.demo_ros --out out/demo
+
+# The image-file tool on the shipped sample images (overlays, meshes, JSON in out/demo_images).
+demo-images: $(STAMP)
+	$(PY) -m hmr_ros.cli infer models/samples --out out/demo_images \
+		--boxes models/samples/boxes.json --gt models/samples/gt.npz
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_kernels.py
