@@ -128,7 +128,7 @@ class HmrNode:
         self._slot = FrameSlot()
         self._camera_info: Dict[str, Any] = {}
         self._detections: "collections.OrderedDict[int, Any]" = collections.OrderedDict()
-        self._det_lock = threading.Lock()
+        self._det_cond = threading.Condition()
         self._pubs: Dict[str, Any] = {}
         self._body_pubs: Dict[str, Dict[str, Any]] = {}
         self._subs: List[Any] = []
@@ -245,10 +245,11 @@ class HmrNode:
         self._camera_info[msg.header.frame_id] = msg
 
     def _on_detections(self, msg: Any) -> None:
-        with self._det_lock:
+        with self._det_cond:
             self._detections[_stamp_ns(msg.header)] = msg
             while len(self._detections) > 120:
                 self._detections.popitem(last=False)
+            self._det_cond.notify_all()
 
     # -- worker ----------------------------------------------------------------------------------
 
@@ -309,13 +310,16 @@ class HmrNode:
     def _boxes(self, stamp: int, width: int, height: int) -> Optional[List[Any]]:
         from hmr_ros.runtime import Box
 
-        deadline = time.monotonic() + 0.1  # a detector's output may trail its image a little
-        while True:
-            with self._det_lock:
+        # a detector's output may trail its image a little (or arrive in the same batch, after
+        # it): wait up to 100 ms, woken as soon as detections come in
+        deadline = time.monotonic() + 0.1
+        with self._det_cond:
+            while True:
                 det = self._detections.pop(stamp, None)
-            if det is not None or time.monotonic() >= deadline or not self._running.is_set():
-                break
-            time.sleep(0.005)
+                left = deadline - time.monotonic()
+                if det is not None or left <= 0 or not self._running.is_set():
+                    break
+                self._det_cond.wait(left)
         if det is None:
             return None  # no detections for this frame: the whole frame is one person
         boxes = []

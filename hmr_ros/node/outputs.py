@@ -41,6 +41,7 @@ SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17
 COCO18_FROM_SMPL = (15, 12, 17, 19, 21, 16, 18, 20, 2, 5, 8, 1, 4, 7, -1, -1, -1, -1)
 
 TRACKING_NEW, TRACKING_TRACKED, TRACKING_LOST = 0, 1, 2
+_Point2D = types.message_class("hri_msgs/msg/NormalizedPointOfInterest2D")
 
 
 class BodyIds:
@@ -148,14 +149,14 @@ def rep155_messages(result: Any, header: Any, body_ids: Sequence[Tuple[str, bool
         points = []
         for j in COCO18_FROM_SMPL:
             if j < 0:
-                points.append(types.make("hri_msgs/msg/NormalizedPointOfInterest2D"))
+                points.append(_Point2D(x=0.0, y=0.0, c=0.0))
                 continue
-            x, y = kp[j, 0] / width, kp[j, 1] / height
-            inside = 0.0 <= x <= 1.0 and 0.0 <= y <= 1.0 and np.isfinite([x, y]).all()
-            points.append(types.make("hri_msgs/msg/NormalizedPointOfInterest2D",
-                                     x=float(np.clip(x, 0, 1)) if np.isfinite(x) else 0.0,
-                                     y=float(np.clip(y, 0, 1)) if np.isfinite(y) else 0.0,
-                                     c=float(np.clip(vis[j], 0, 1)) if inside else 0.0))
+            x, y = float(kp[j, 0] / width), float(kp[j, 1] / height)
+            finite = np.isfinite(x) and np.isfinite(y)
+            inside = finite and 0.0 <= x <= 1.0 and 0.0 <= y <= 1.0
+            points.append(_Point2D(x=min(max(x, 0.0), 1.0) if finite else 0.0,
+                                   y=min(max(y, 0.0), 1.0) if finite else 0.0,
+                                   c=float(np.clip(vis[j], 0, 1)) if inside else 0.0))
         skeleton = types.make("hri_msgs/msg/Skeleton2D", header=header, skeleton=points)
         angles = _euler_xyz(np.asarray(person.rel_rotmats, np.float64)).reshape(-1)
         names = [f"{j}_{axis}_{bid}" for j in SMPL_JOINTS for axis in ("rx", "ry", "rz")]
@@ -165,16 +166,23 @@ def rep155_messages(result: Any, header: Any, body_ids: Sequence[Tuple[str, bool
     return types.make("hri_msgs/msg/IdsList", header=header, ids=ids), per_body
 
 
-def _transform(header: Any, child: str, translation: np.ndarray, rotation: np.ndarray) -> Any:
-    q = _quaternions(rotation[None])[0].astype(np.float64)
-    return types.make(
-        "geometry_msgs/msg/TransformStamped", header=header, child_frame_id=child,
-        transform=types.make(
-            "geometry_msgs/msg/Transform",
-            translation=types.make("geometry_msgs/msg/Vector3", x=float(translation[0]),
-                                   y=float(translation[1]), z=float(translation[2])),
-            rotation=types.make("geometry_msgs/msg/Quaternion", w=float(q[0]), x=float(q[1]),
-                                y=float(q[2]), z=float(q[3]))))
+def _transform(header: Any, child: str, translation: np.ndarray, q: np.ndarray) -> Any:
+    """A TransformStamped; ``q`` is (w, x, y, z). Built from the classes directly: a frame
+    carries 25 of these per person."""
+    return _TransformStamped(
+        header=header, child_frame_id=child,
+        transform=_Transform(
+            translation=_Vector3(x=float(translation[0]), y=float(translation[1]),
+                                 z=float(translation[2])),
+            rotation=_Quaternion(x=float(q[1]), y=float(q[2]), z=float(q[3]), w=float(q[0]))))
+
+
+_TransformStamped = types.message_class("geometry_msgs/msg/TransformStamped")
+_Transform = types.message_class("geometry_msgs/msg/Transform")
+_Vector3 = types.message_class("geometry_msgs/msg/Vector3")
+_Quaternion = types.message_class("geometry_msgs/msg/Quaternion")
+_Header = types.message_class("std_msgs/msg/Header")
+_IDENTITY_Q = np.array([1.0, 0.0, 0.0, 0.0])
 
 
 def tf_message(result: Any, header: Any, body_ids: Sequence[Tuple[str, bool]]) -> Any:
@@ -188,18 +196,18 @@ def tf_message(result: Any, header: Any, body_ids: Sequence[Tuple[str, bool]]) -
         absolute = np.empty_like(rel)
         for i, parent in enumerate(SMPL_PARENTS):
             absolute[i] = rel[i] if parent < 0 else absolute[parent] @ rel[i]
+        quats = _quaternions(np.concatenate([absolute[:1], rel])).astype(np.float64)
         mid_hip = 0.5 * (joints[1] + joints[2])
-        transforms.append(_transform(header, f"body_{bid}", mid_hip, absolute[0]))
-        child_header = types.make("std_msgs/msg/Header", stamp=header.stamp,
-                                  frame_id=f"body_{bid}")
-        transforms.append(_transform(child_header, f"pelvis_{bid}",
-                                     absolute[0].T @ (joints[0] - mid_hip), np.eye(3)))
+        transforms.append(_transform(header, f"body_{bid}", mid_hip, quats[0]))
+        transforms.append(_transform(_Header(stamp=header.stamp, frame_id=f"body_{bid}"),
+                                     f"pelvis_{bid}", absolute[0].T @ (joints[0] - mid_hip),
+                                     _IDENTITY_Q))
         for i in range(1, len(SMPL_JOINTS)):
             parent = SMPL_PARENTS[i]
-            parent_header = types.make("std_msgs/msg/Header", stamp=header.stamp,
-                                       frame_id=f"{SMPL_JOINTS[parent]}_{bid}")
             offset = absolute[parent].T @ (joints[i] - joints[parent])
-            transforms.append(_transform(parent_header, f"{SMPL_JOINTS[i]}_{bid}", offset, rel[i]))
+            transforms.append(_transform(
+                _Header(stamp=header.stamp, frame_id=f"{SMPL_JOINTS[parent]}_{bid}"),
+                f"{SMPL_JOINTS[i]}_{bid}", offset, quats[1 + i]))
     return types.make("tf2_msgs/msg/TFMessage", transforms=transforms)
 
 

@@ -56,7 +56,9 @@ def loopback_config(max_participants: int = 40) -> str:
     return (
         "<CycloneDDS><Domain><General><Interfaces>"
         '<NetworkInterface address="127.0.0.1" multicast="false"/></Interfaces>'
-        "<AllowMulticast>false</AllowMulticast></General>"
+        "<AllowMulticast>false</AllowMulticast>"
+        # loopback's MTU is 64 KiB: big datagrams cut a VGA image into ~15 pieces, not ~700
+        "<MaxMessageSize>65000B</MaxMessageSize><FragmentSize>64000B</FragmentSize></General>"
         "<Discovery><ParticipantIndex>auto</ParticipantIndex>"
         f"<MaxAutoParticipantIndex>{int(max_participants)}</MaxAutoParticipantIndex>"
         '<Peers><Peer address="127.0.0.1"/></Peers></Discovery>'

@@ -150,15 +150,21 @@ def _default(node: Tuple[Nodetype, Any]) -> Any:
     return []
 
 
+_MAKE_PLANS: Dict[str, Tuple[type, Tuple[Tuple[str, Tuple[Nodetype, Any]], ...], frozenset]] = {}
+
+
 def make(type_name: str, /, **values: Any) -> Any:
     """A message of type ``type_name`` with the given fields and every other field defaulted."""
-    cls = message_class(type_name)
-    fields = fields_of(type_name)
-    unknown = set(values) - {f for f, _ in fields}
-    if unknown:
-        raise TypeError(f"{type_name} has no field(s) {sorted(unknown)}; fields: {[f for f, _ in fields]}")
-    args = {f: values[f] if f in values else _default(node) for f, node in fields}
-    return cls(**args)
+    plan = _MAKE_PLANS.get(type_name)
+    if plan is None:  # once per spelling of a type name: the node builds messages per frame
+        fields = tuple(fields_of(type_name))
+        plan = (message_class(type_name), fields, frozenset(f for f, _ in fields))
+        _MAKE_PLANS[type_name] = plan
+    cls, fields, names = plan
+    if not names.issuperset(values):
+        unknown = sorted(set(values) - names)
+        raise TypeError(f"{type_name} has no field(s) {unknown}; fields: {[f for f, _ in fields]}")
+    return cls(**{f: values[f] if f in values else _default(node) for f, node in fields})
 
 
 def type_hash(name: str) -> str:
