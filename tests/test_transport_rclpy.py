@@ -93,3 +93,44 @@ def test_missing_type_support_is_a_clear_error(ros_domain):
             node.create_publisher("/x", "rmw_dds_common_humble/msg/Gid")
     finally:
         node.close()
+
+
+def test_the_node_on_rclpy_serves_a_built_in_peer(ros_domain, tmp_path):
+    """The same node logic on rclpy: an image from the built-in transport in, /human_mesh out
+    to it, with the image's header."""
+    import sys as _sys
+
+    _sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_vishmr import tiny_vishmr
+
+    from hmr_ros.export import export_vishmr
+    from hmr_ros.node import HmrNode, declare
+    from hmr_ros.transport import types
+    from hmr_ros.transport.dds import DdsTransport
+    from hmr_ros.transport.images import rgb_to_image
+
+    export_vishmr(tiny_vishmr(), tmp_path / "model")
+    node_transport = RclpyTransport("hmr_rclpy_node", parameters={
+        "model_dir": str(tmp_path / "model"), "image_topic": "/cam/image",
+        "camera_info_topic": "/cam/info", "publish_markers": False})
+    node = HmrNode(node_transport, declare(node_transport))
+    node.configure()
+    node.activate()
+    got = []
+    try:
+        with DdsTransport("hmr_dds_camera") as peer:
+            peer.create_subscription("/human_mesh", "hmr_ros/msg/HumanMeshArray", got.append)
+            pub = peer.create_publisher("/cam/image", "sensor_msgs/msg/Image", QOS_SENSOR_DATA)
+            header = types.make("std_msgs/msg/Header", frame_id="cam",
+                                stamp=types.make("builtin_interfaces/msg/Time", sec=42))
+            img = rgb_to_image(np.zeros((48, 64, 3), np.uint8), header)
+            end = time.monotonic() + 20
+            while not got and time.monotonic() < end:
+                pub.publish(img)
+                node_transport.spin_once(0.05)
+                peer.spin_once(0.05)
+        assert got and got[0].header.stamp.sec == 42 and got[0].header.frame_id == "cam"
+        assert len(got[0].humans) == 1 and got[0].humans[0].focal_length_assumed
+    finally:
+        node.shutdown()
+        node_transport.close()
