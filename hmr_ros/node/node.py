@@ -374,10 +374,11 @@ class HmrNode:
                 result, header, ids, self.body.faces, self.body.part, track_ids,
                 [tid for tid, _ in ended]))
         if "overlay" in self._pubs and self._pubs["overlay"].subscription_count():
-            from hmr_ros.viz import draw_overlay
+            from hmr_ros.viz import draw_labels, draw_overlay
 
             overlay = draw_overlay(rgb, result.persons, self.body.faces, self.body.part,
                                    result.intrinsics)
+            draw_labels(overlay, result.persons, [bid for bid, _ in ids])
             self._pubs["overlay"].publish(images.rgb_to_image(overlay, header))
 
     def _create_body_publishers(self, bid: str) -> Dict[str, Any]:

@@ -1,5 +1,5 @@
 """Pictures for people: mesh overlays coloured by per-part visibility."""
 
-from .overlay import draw_overlay, visibility_colors
+from .overlay import draw_labels, draw_overlay, visibility_colors
 
-__all__ = ["draw_overlay", "visibility_colors"]
+__all__ = ["draw_labels", "draw_overlay", "visibility_colors"]

@@ -46,3 +46,19 @@ def draw_overlay(image: np.ndarray, persons: Sequence, faces: np.ndarray, part: 
     tint = colors[person, face_part] * shade[:, None]
     out[hit] = (1 - alpha) * out[hit] + alpha * tint
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def draw_labels(image: np.ndarray, persons: Sequence, labels: Sequence[str]) -> np.ndarray:
+    """Each person's label (its body id) above its box, in place; returns the image."""
+    import cv2
+
+    for person, label in zip(persons, labels):
+        if not label:
+            continue
+        x0, y0 = (int(round(float(v))) for v in np.nan_to_num(person.bbox[:2]))
+        org = (max(0, x0), max(12, y0 - 4))
+        cv2.putText(image, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3,
+                    cv2.LINE_AA)
+        cv2.putText(image, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return image
