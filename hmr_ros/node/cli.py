@@ -18,7 +18,7 @@ __all__ = ["add_node_arguments", "run_node", "parse_overrides"]
 
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
-    from hmr_ros.bag.cli import add_transport_arguments
+    from hmr_ros.transport.cli import add_transport_arguments
 
     parser.add_argument("--params", default=None, metavar="YAML",
                         help="ROS 2 parameter file (<node>: {ros__parameters: ...} or /**)")
@@ -55,7 +55,9 @@ def run_node(args: argparse.Namespace) -> int:
     values: Dict[str, Any] = read_params_yaml(args.params, name) if args.params else {}
     values.update(parse_overrides(args.param))
     args.node_name = name
-    return serve(_open(args, values), duration=args.duration)
+    from hmr_ros.transport.cli import open_cli_transport
+
+    return serve(open_cli_transport(args, name, args.namespace, values), duration=args.duration)
 
 
 def serve(transport: Any, *, duration: Optional[float] = None, autostart: bool = True) -> int:
@@ -134,22 +136,3 @@ def ros_main(argv=None) -> int:
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"hmr_node: error: {exc}", file=sys.stderr)
         return 1
-
-
-def _open(args: argparse.Namespace, values: Dict[str, Any]) -> Any:
-    """The transport of ``args`` with the node's parameter values."""
-    from hmr_ros.transport import open_transport
-    from hmr_ros.transport.dds import loopback_config
-
-    options: Dict[str, Any] = {}
-    if args.transport != "rclpy":
-        options = {"domain_id": args.domain_id, "ros_distro": args.ros_distro}
-        if args.loopback:
-            options["config"] = loopback_config()
-    if args.transport == "auto":
-        from hmr_ros.transport.rclpy_transport import rclpy_available
-
-        if rclpy_available():
-            options = {}
-    return open_transport(args.transport, args.node_name, args.namespace, parameters=values,
-                          **options)

@@ -211,6 +211,20 @@ def tf_message(result: Any, header: Any, body_ids: Sequence[Tuple[str, bool]]) -
     return types.make("tf2_msgs/msg/TFMessage", transforms=transforms)
 
 
+def _marker(header: Any, ns: str, mid: int, kind: int, scale: float, rgb: Tuple[float, ...],
+            points: np.ndarray, **extra: Any) -> Any:
+    """One ADD marker at the camera frame's origin, half a second of lifetime (a stalled node's
+    meshes fade instead of freezing in RViz)."""
+    return types.make(
+        "visualization_msgs/msg/Marker", header=header, ns=ns, id=mid, type=kind, action=0,
+        pose=types.make("geometry_msgs/msg/Pose",
+                        orientation=types.make("geometry_msgs/msg/Quaternion", w=1.0)),
+        scale=types.make("geometry_msgs/msg/Vector3", x=scale, y=scale, z=scale),
+        color=types.make("std_msgs/msg/ColorRGBA", r=rgb[0], g=rgb[1], b=rgb[2], a=1.0),
+        lifetime=types.make("builtin_interfaces/msg/Duration", nanosec=500_000_000),
+        points=points, **extra)
+
+
 def marker_array(result: Any, header: Any, body_ids: Sequence[Tuple[str, bool]],
                  faces: np.ndarray, vertex_part: np.ndarray, track_ids: Sequence[int],
                  ended_ids: Sequence[int] = ()) -> Any:
@@ -225,25 +239,11 @@ def marker_array(result: Any, header: Any, body_ids: Sequence[Tuple[str, bool]],
         mid = int(tid) if tid >= 0 else 100000 + len(markers)
         colors = np.ones((len(corner_parts), 4), np.float32)
         colors[:, :3] = visibility_colors(person.visibility)[corner_parts]
-        markers.append(types.make(
-            "visualization_msgs/msg/Marker", header=header, ns="hmr_ros/mesh", id=mid,
-            type=11, action=0,
-            pose=types.make("geometry_msgs/msg/Pose", orientation=types.make(
-                "geometry_msgs/msg/Quaternion", w=1.0)),
-            scale=types.make("geometry_msgs/msg/Vector3", x=1.0, y=1.0, z=1.0),
-            color=types.make("std_msgs/msg/ColorRGBA", r=1.0, g=1.0, b=1.0, a=1.0),
-            lifetime=types.make("builtin_interfaces/msg/Duration", nanosec=500_000_000),
-            points=np.asarray(person.vertices, np.float64)[faces.reshape(-1)], colors=colors,
-            text=bid))
-        markers.append(types.make(
-            "visualization_msgs/msg/Marker", header=header, ns="hmr_ros/joints", id=mid,
-            type=7, action=0,
-            pose=types.make("geometry_msgs/msg/Pose", orientation=types.make(
-                "geometry_msgs/msg/Quaternion", w=1.0)),
-            scale=types.make("geometry_msgs/msg/Vector3", x=0.04, y=0.04, z=0.04),
-            color=types.make("std_msgs/msg/ColorRGBA", r=0.2, g=0.4, b=1.0, a=1.0),
-            lifetime=types.make("builtin_interfaces/msg/Duration", nanosec=500_000_000),
-            points=np.asarray(person.joints, np.float64)))
+        markers.append(_marker(header, "hmr_ros/mesh", mid, 11, 1.0, (1.0, 1.0, 1.0),
+                               np.asarray(person.vertices, np.float64)[faces.reshape(-1)],
+                               colors=colors, text=bid))
+        markers.append(_marker(header, "hmr_ros/joints", mid, 7, 0.04, (0.2, 0.4, 1.0),
+                               np.asarray(person.joints, np.float64)))
     for tid in ended_ids:
         for ns in ("hmr_ros/mesh", "hmr_ros/joints"):
             markers.append(types.make("visualization_msgs/msg/Marker", header=header, ns=ns,

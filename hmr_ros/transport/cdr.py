@@ -194,7 +194,7 @@ class _Compiler:
         write.append("        out.append(b); p += nb")
         write.append("    else:")
         if is_seq:
-            write.append(f"        st = LEN[p & 3]; out.append(st.pack(len(e_))); p += st.size")
+            write.append("        st = LEN[p & 3]; out.append(st.pack(len(e_))); p += st.size")
         else:
             write.append(f"        if len(e_) != {count}: raise CdrError("
                          f"f'{{TYPE}}.{label}: array needs {count} elements, got {{len(e_)}}')")
