@@ -340,3 +340,66 @@ def test_remapped_topics_on_the_built_in_transport(dds_domain):
         sub = node.create_subscription("image", "sensor_msgs/msg/Image", lambda m: None)
         pub = node.create_publisher("out", "std_msgs/msg/Header")
         assert sub.topic == "/camera/image_raw" and pub.topic == "/robot/out"
+
+
+def test_missing_detections_mean_nobody_and_are_counted(model_dir, dds_domain):
+    transport, node = _node(model_dir, detections_topic="/dets")
+    try:
+        result = node.process(_image(stamp=9), time.monotonic())
+        assert result.persons == ()  # not a whole-frame phantom person
+        snap = node.stats.snapshot()
+        assert any(k.startswith("no detections") for k in snap["skipped"])
+        assert "detections_wait" in snap["latency_ms"]
+    finally:
+        node.shutdown()
+        transport.close()
+
+
+def test_absurd_camera_matrices_fall_back_to_the_assumed_focal_length(model_dir, dds_domain):
+    transport, node = _node(model_dir)
+    try:
+        for k in ([1e308, 0, 32, 0, 1e308, 24, 0, 0, 1], [1e-300, 0, 32, 0, 1e-300, 24, 0, 0, 1],
+                  [100, 0, 1e300, 0, 100, 24, 0, 0, 1]):
+            img = _image(stamp=11)
+            node._on_camera_info(types.make("sensor_msgs/msg/CameraInfo", k=np.array(k, float),
+                                            header=img.header))
+            result = node.process(img, time.monotonic())
+            assert result.assumed_intrinsics and len(result.persons) == 1
+            assert np.isfinite(result.persons[0].vertices).all()
+    finally:
+        node.shutdown()
+        transport.close()
+
+
+def test_published_tf_chain_reproduces_the_joints(model_dir):
+    """Chaining body_<id> and the joint frames from the image frame gives back the joints."""
+    from hmr_ros.body import procedural_body
+    from hmr_ros.kernels import quaternion_to_matrix
+    from hmr_ros.node import outputs
+    from hmr_ros.runtime import Box, FramePipeline, OrtVisHMR, PipelineParams
+
+    pipe = FramePipeline(OrtVisHMR(model_dir, procedural_body()), PipelineParams(track=False))
+    result = pipe.process(_image(h=96, w=128, seed=3).data.reshape(96, 128, 3),
+                          boxes=[Box(10, 5, 90, 90)])
+    header = outputs.header_message(5, "cam")
+    tf = outputs.tf_message(result, header, [("abcde", True)])
+    pose = {"cam": (np.eye(3), np.zeros(3))}
+    for t in tf.transforms:  # parents come before children
+        R0, p0 = pose[t.header.frame_id]
+        q = t.transform.rotation
+        R = np.asarray(quaternion_to_matrix(np.array([[q.w, q.x, q.y, q.z]], np.float32)))[0]
+        v = t.transform.translation
+        pose[t.child_frame_id] = (R0 @ R, p0 + R0 @ np.array([v.x, v.y, v.z]))
+    joints = result.persons[0].joints
+    for i, name in enumerate(outputs.SMPL_JOINTS):
+        np.testing.assert_allclose(pose[f"{name}_abcde"][1], joints[i], atol=1e-4)
+
+
+def test_parameter_files_of_namespaced_launches(tmp_path):
+    from hmr_ros.node import read_params_yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    max_persons: 3\n    smooth: true\n"
+                    "/robot/hmr_node:\n  ros__parameters:\n    max_persons: 2\n"
+                    "other:\n  ros__parameters:\n    max_persons: 9\n")
+    assert read_params_yaml(path, "hmr_node") == {"max_persons": 2, "smooth": True}

@@ -102,8 +102,9 @@ def serve(transport: Any, *, duration: Optional[float] = None, autostart: bool =
 
 def ros_main(argv=None) -> int:
     """``ros2 run hmr_ros hmr_node`` / launch files: ROS arguments (``--ros-args``), rclpy
-    where it is importable (a managed node; ``autostart:=false`` leaves it unconfigured for a
-    lifecycle manager), else the built-in transport with the same arguments."""
+    where it is importable (a managed node; ``--no-autostart``, what the launch file's
+    ``autostart:=false`` passes, leaves it unconfigured for a lifecycle manager), else the
+    built-in transport with the same arguments."""
     import sys
 
     from hmr_ros.transport import open_transport
@@ -130,6 +131,9 @@ def ros_main(argv=None) -> int:
 
             transport = RclpyTransport("hmr_node", args=["hmr_node", *argv], managed=True)
         else:
+            if opts.no_autostart:
+                raise ValueError("--no-autostart needs rclpy (a managed node); the built-in "
+                                 "transport offers no lifecycle services to start it later")
             transport = open_transport("dds", name, ros.namespace or "",
                                        parameters=ros.parameters_for(name), remaps=ros.remaps)
         return serve(transport, autostart=not opts.no_autostart)

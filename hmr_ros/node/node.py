@@ -22,7 +22,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from hmr_ros.transport import QOS_TRANSIENT_LOCAL, images, qos_from_string, types
+from hmr_ros.transport import QOS_TRANSIENT_LOCAL, QoSProfile, images, qos_from_string, types
 from hmr_ros.transport.mesh_faces import mesh_faces_message
 
 from . import outputs
@@ -75,6 +75,7 @@ class NodeStats:
         self._arrivals: Deque[float] = collections.deque(maxlen=window)
         self._done: Deque[float] = collections.deque(maxlen=window)
         self._stages: Dict[str, Deque[float]] = {}
+        self._recent_skips: Deque[float] = collections.deque(maxlen=window)
         self._window = window
 
     def arrived(self, dropped_previous: bool) -> None:
@@ -83,9 +84,23 @@ class NodeStats:
             self.dropped += int(dropped_previous)
             self._arrivals.append(time.monotonic())
 
-    def skip(self, reason: str) -> None:
+    def arrived_dropped(self) -> None:
         with self._lock:
-            self.skipped[reason.split(":")[0][:80]] += 1
+            self.dropped += 1
+
+    def skip(self, reason: str) -> int:
+        """Count one occurrence of ``reason`` (its text before the first ':'); returns the
+        count so far."""
+        key = reason.split(":")[0][:80]
+        with self._lock:
+            self.skipped[key] += 1
+            self._recent_skips.append(time.monotonic())
+            return self.skipped[key]
+
+    def recent_skips(self, seconds: float) -> int:
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for t in self._recent_skips if now - t <= seconds)
 
     def finished(self, persons: int, timing: Dict[str, float]) -> None:
         with self._lock:
@@ -158,8 +173,9 @@ class HmrNode:
         if self.config.publish_rep155:
             self._pubs["tracked"] = t.create_publisher("humans/bodies/tracked",
                                                        "hri_msgs/msg/IdsList", out_qos)
-        if self.config.publish_tf:
-            self._pubs["tf"] = t.create_publisher("/tf", "tf2_msgs/msg/TFMessage", out_qos)
+        if self.config.publish_tf:  # as tf2's broadcaster: reliable, depth 100, whatever output_qos
+            self._pubs["tf"] = t.create_publisher("/tf", "tf2_msgs/msg/TFMessage",
+                                                  QoSProfile(depth=100))
         if self.config.publish_markers:
             self._pubs["markers"] = t.create_publisher(
                 "human_mesh/markers", "visualization_msgs/msg/MarkerArray", out_qos)
@@ -167,7 +183,7 @@ class HmrNode:
             self._pubs["overlay"] = t.create_publisher("human_mesh/overlay",
                                                        "sensor_msgs/msg/Image", out_qos)
         self._pubs["diagnostics"] = t.create_publisher(
-            "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", out_qos)
+            "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", QoSProfile())
         faces_header = types.make("std_msgs/msg/Header", stamp=t.now())
         self._pubs["faces"].publish(mesh_faces_message(self.body.name, self.body.faces,
                                                        self.body.part, faces_header))
@@ -178,7 +194,10 @@ class HmrNode:
     def activate(self) -> None:
         if self.state != "inactive":
             raise RuntimeError(f"activate from state {self.state}")
+        if self._worker is not None and self._worker.is_alive():
+            raise RuntimeError("activate: the previous worker is still finishing a frame")
         t, c = self.transport, self.config
+        self._slot = FrameSlot()  # before the subscriptions: no frame lands in a closed slot
         in_qos = qos_from_string(c.input_qos)
         if c.compressed:
             self._subs.append(t.create_subscription(
@@ -193,7 +212,6 @@ class HmrNode:
             self._subs.append(t.create_subscription(
                 c.detections_topic, "vision_msgs/msg/Detection2DArray", self._on_detections,
                 in_qos))
-        self._slot = FrameSlot()
         self._running.set()
         self._worker = threading.Thread(target=self._work, name="hmr_ros-worker", daemon=True)
         self._worker.start()
@@ -208,9 +226,12 @@ class HmrNode:
             raise RuntimeError(f"deactivate from state {self.state}")
         self._running.clear()
         self._slot.close()
+        if self._slot.take(0) is not None:  # a frame nobody will process: dropped
+            self.stats.arrived_dropped()
         if self._worker is not None:
             self._worker.join(timeout=30)
-            self._worker = None
+            if not self._worker.is_alive():
+                self._worker = None  # else activate refuses until it has finished
         for sub in self._subs:
             sub.close()
         self._subs = []
@@ -243,6 +264,8 @@ class HmrNode:
 
     def _on_camera_info(self, msg: Any) -> None:
         self._camera_info[msg.header.frame_id] = msg
+        if len(self._camera_info) > 16:  # a few cameras, not one entry per bogus frame id
+            self._camera_info.pop(next(iter(self._camera_info)))
 
     def _on_detections(self, msg: Any) -> None:
         with self._det_cond:
@@ -277,9 +300,16 @@ class HmrNode:
             self._skip(stamp, frame_id, f"bad image: {exc}")
             return None
         K = self._intrinsics(frame_id, rgb.shape[1], rgb.shape[0], stamp)
-        boxes = self._boxes(stamp, rgb.shape[1], rgb.shape[0]) if self.config.detections_topic \
-            else None
         decode_s = time.perf_counter() - t0
+        boxes = None
+        if self.config.detections_topic:
+            t_wait = time.perf_counter()
+            boxes = self._boxes(stamp, rgb.shape[1], rgb.shape[0])
+            wait_s = time.perf_counter() - t_wait
+            if boxes is None:  # the detector said nothing about this frame: nobody, not a
+                boxes = []     # whole-frame person; counted so a dead detector shows
+                self._warn(f"no detections for the frame on {self.config.detections_topic}",
+                           stamp, frame_id)
         result = self.pipeline.process(rgb, K, boxes, Header(stamp_ns=stamp, frame_id=frame_id))
         if result.skipped:
             self.stats.skip(result.skipped)
@@ -289,12 +319,20 @@ class HmrNode:
         timing = dict(result.timing)
         timing.update(decode=decode_s, publish=time.perf_counter() - t1,
                       age=time.monotonic() - arrived)
+        if self.config.detections_topic:
+            timing["detections_wait"] = wait_s
         self.stats.finished(len(result.persons), timing)
         return result
 
     def _skip(self, stamp: int, frame_id: str, reason: str) -> None:
-        log.warning("frame %d (%s) skipped: %s", stamp, frame_id, reason)
-        self.stats.skip(reason)
+        self._warn(reason, stamp, frame_id, "skipped: ")
+
+    def _warn(self, reason: str, stamp: int, frame_id: str, prefix: str = "") -> None:
+        """Count a problem by reason; log it with the frame's stamp the first 5 times, then
+        every 100th (a misconfigured camera at 30 Hz must not flood the log)."""
+        count = self.stats.skip(reason)
+        if count <= 5 or count % 100 == 0:
+            log.warning("frame %d (%s) %s%s (%d so far)", stamp, frame_id, prefix, reason, count)
 
     def _intrinsics(self, frame_id: str, width: int, height: int, stamp: int) -> Optional[np.ndarray]:
         info = self._camera_info.get(frame_id)
@@ -302,8 +340,8 @@ class HmrNode:
             return None  # the pipeline assumes a focal length and flags it
         K = np.asarray(info.k, np.float64).reshape(3, 3)
         if (info.width and info.width != width) or (info.height and info.height != height):
-            log.warning("frame %d (%s): camera_info is for %dx%d, the image is %dx%d: focal "
-                        "length assumed", stamp, frame_id, info.width, info.height, width, height)
+            self._warn(f"camera_info size mismatch: it is for {info.width}x{info.height}, the "
+                       f"image is {width}x{height}; focal length assumed", stamp, frame_id)
             return None
         return K
 
@@ -369,6 +407,15 @@ class HmrNode:
             tf = outputs.tf_message(result, header, ids)
             if tf.transforms:
                 self._pubs["tf"].publish(tf)
+        try:
+            self._publish_views(result, header, rgb, ids, track_ids, ended)
+        except Exception as exc:  # noqa: BLE001 - a view's failure must not cost the frame
+            self._warn(f"markers/overlay not published: {type(exc).__name__}: {exc}",
+                       _stamp_ns(header), header.frame_id)
+
+    def _publish_views(self, result: Any, header: Any, rgb: np.ndarray, ids: List[Any],
+                       track_ids: List[int], ended: List[Any]) -> None:
+        """RViz markers and the overlay image: built only while someone subscribes."""
         if "markers" in self._pubs and self._pubs["markers"].subscription_count():
             self._pubs["markers"].publish(outputs.marker_array(
                 result, header, ids, self.body.faces, self.body.part, track_ids,
@@ -410,7 +457,8 @@ class HmrNode:
             values += [(f"latency_ms {stage} p50", f"{p50:.2f}"),
                        (f"latency_ms {stage} p95", f"{p95:.2f}")]
         skipped = sum(snap["skipped"].values())
-        level = 0 if not skipped and snap["processed"] else 1
+        recent = self.stats.recent_skips(max(5.0, 5 * self.config.diagnostics_period))
+        level = 0 if not recent and snap["processed"] else 1
         message = (f"{snap['processed_rate']:.1f} Hz processed of {snap['input_rate']:.1f} Hz in, "
                    f"{snap['dropped']} dropped, {skipped} skipped")
         status = types.make("diagnostic_msgs/msg/DiagnosticStatus", level=level,

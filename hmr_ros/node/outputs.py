@@ -5,7 +5,8 @@ objects; every message carries the source image's header unchanged. Conventions:
 
 - body ids are short REP-155 ids (5 lower-case letters), one per tracker id, stable while the
   person is tracked (`BodyIds`); a tentative person (not yet confirmed by the tracker) has the
-  empty id, state NEW, and appears only on /human_mesh;
+  empty id and state NEW: it appears on /human_mesh, /human_mesh/visibility and the markers, but
+  not in REP-155 topics or TF;
 - REP-155 TF: ``body_<id>`` has its origin mid-hip, the pelvis' orientation, and the image's
   frame as parent; every SMPL joint is a frame ``<joint>_<id>`` (``pelvis_<id>`` child of
   ``body_<id>``, the others children of their kinematic parents), so the chain ends at the

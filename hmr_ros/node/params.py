@@ -176,10 +176,14 @@ def read_params_yaml(path: Any, node_name: str) -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise ParameterError(f"{path}: not a ROS 2 parameter file (a mapping of node names)")
     merged: Dict[str, Any] = {}
-    for key in ("/**", node_name, "/" + node_name.lstrip("/")):
-        section = data.get(key)
-        if isinstance(section, dict):
-            merged.update(section.get("ros__parameters", {}) or {})
+    name = node_name.strip("/").split("/")[-1]
+    # wildcards first, then the node's own sections ("name", "/name", "/ns/name", "/**/name")
+    keys = sorted((k for k in data if isinstance(k, str)), key=lambda k: "*" not in k)
+    for key in keys:
+        if key in ("/**", "**") or key.strip("/").split("/")[-1] == name:
+            section = data.get(key)
+            if isinstance(section, dict):
+                merged.update(section.get("ros__parameters", {}) or {})
     if not merged and data:
         raise ParameterError(f"{path}: no ros__parameters for node {node_name!r} or '/**' "
                              f"(sections: {', '.join(map(str, data))})")

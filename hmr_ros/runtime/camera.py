@@ -37,12 +37,23 @@ class Intrinsics:
         return cls(K[0, 0], K[1, 1], K[0, 2], K[1, 2])
 
 
+def _plausible(K: np.ndarray, width: int, height: int) -> bool:
+    """Finite, focal lengths of 1 px to 1e6 px, principal point within a few image sizes of
+    the image: anything else (a zeroed or garbage camera_info) would put people at infinity
+    or overflow float32 downstream."""
+    if not np.isfinite(K).all():
+        return False
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    size = max(width, height, 1)
+    return (1.0 <= fx <= 1e6 and 1.0 <= fy <= 1e6 and -5 * size <= cx <= 6 * size
+            and -5 * size <= cy <= 6 * size)
+
+
 def resolve_intrinsics(K: Optional[np.ndarray], width: int, height: int) -> Intrinsics:
     """The given intrinsics when usable, else the assumed ones (flagged)."""
     if K is not None:
         K = np.asarray(K, np.float64)
-        if K.size == 9 and np.isfinite(K).all() and K.reshape(3, 3)[0, 0] > 0 \
-                and K.reshape(3, 3)[1, 1] > 0:
+        if K.size == 9 and _plausible(K.reshape(3, 3), width, height):
             return Intrinsics.from_matrix(K)
     f = float(np.hypot(width, height))
     return Intrinsics(f, f, width / 2.0, height / 2.0, assumed=True)

@@ -89,7 +89,8 @@ class FramePipeline:
         intr = resolve_intrinsics(K, width, height)
         notes = []
         if K is not None and intr.assumed:
-            notes.append("camera intrinsics unusable (non-finite or non-positive focal): "
+            notes.append("camera intrinsics unusable (non-finite, or focal length / principal "
+                         "point out of range): "
                          "focal length assumed")
         chosen = select_boxes(list(boxes) if boxes is not None else [whole_frame(width, height)],
                               width, height, self.params.score_threshold,
