@@ -403,7 +403,9 @@ class HmrNode:
             for _, bid in ended:
                 for pub in self._body_pubs.pop(bid, {}).values():
                     pub.close()
-        if "tf" in self._pubs:
+        if "tf" in self._pubs and not header.frame_id:
+            self._warn("image has no frame_id: no TF published", _stamp_ns(header), "")
+        elif "tf" in self._pubs:
             tf = outputs.tf_message(result, header, ids)
             if tf.transforms:
                 self._pubs["tf"].publish(tf)
