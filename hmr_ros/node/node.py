@@ -199,6 +199,14 @@ class HmrNode:
         t, c = self.transport, self.config
         self._slot = FrameSlot()  # before the subscriptions: no frame lands in a closed slot
         in_qos = qos_from_string(c.input_qos)
+        # camera_info and detections first: a transport that delivers in subscription order
+        # (the built-in one) then hands over a frame's detections before the frame itself
+        self._subs.append(t.create_subscription(c.camera_info_topic, "sensor_msgs/msg/CameraInfo",
+                                                self._on_camera_info, in_qos))
+        if c.detections_topic:
+            self._subs.append(t.create_subscription(
+                c.detections_topic, "vision_msgs/msg/Detection2DArray", self._on_detections,
+                in_qos))
         if c.compressed:
             self._subs.append(t.create_subscription(
                 f"{c.image_topic}/compressed", "sensor_msgs/msg/CompressedImage",
@@ -206,12 +214,6 @@ class HmrNode:
         else:
             self._subs.append(t.create_subscription(c.image_topic, "sensor_msgs/msg/Image",
                                                     self._on_image, in_qos))
-        self._subs.append(t.create_subscription(c.camera_info_topic, "sensor_msgs/msg/CameraInfo",
-                                                self._on_camera_info, in_qos))
-        if c.detections_topic:
-            self._subs.append(t.create_subscription(
-                c.detections_topic, "vision_msgs/msg/Detection2DArray", self._on_detections,
-                in_qos))
         self._running.set()
         self._worker = threading.Thread(target=self._work, name="hmr_ros-worker", daemon=True)
         self._worker.start()
