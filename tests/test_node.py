@@ -403,3 +403,76 @@ def test_parameter_files_of_namespaced_launches(tmp_path):
                     "/robot/hmr_node:\n  ros__parameters:\n    max_persons: 2\n"
                     "other:\n  ros__parameters:\n    max_persons: 9\n")
     assert read_params_yaml(path, "hmr_node") == {"max_persons": 2, "smooth": True}
+
+
+def test_lifecycle_services_on_the_built_in_transport(model_dir, dds_domain):
+    """A client sends rmw_cyclonedds-style requests (16-byte header + CDR) to the node's
+    lifecycle services and gets the echoed header back with the answer."""
+    import struct
+
+    from cyclonedds._clayer import ddspy_take, ddspy_write
+    from cyclonedds.core import InstanceState, SampleState, ViewState
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+
+    from hmr_ros.node.lifecycle import LifecycleServer
+    from hmr_ros.transport import cdr
+    from hmr_ros.transport.dds import dds_qos
+    from hmr_ros.transport.idl import service_idl_struct
+
+    transport = DdsTransport("hmr_managed", parameters={"model_dir": str(model_dir)})
+    node = HmrNode(transport, declare(transport))
+    server = LifecycleServer(transport, node, {"configure": node.configure,
+                                               "activate": node.activate,
+                                               "deactivate": node.deactivate,
+                                               "cleanup": node.cleanup,
+                                               "shutdown": node.shutdown})
+    mask = SampleState.Any | ViewState.Any | InstanceState.Any
+    with DdsTransport("hmr_lifecycle_client") as client:
+        dp = client.participant
+
+        def call(service, srv, request, seq):
+            w = DataWriter(dp, Topic(dp, f"rq/hmr_managed/{service}Request",
+                                     service_idl_struct(f"lifecycle_msgs_srv/msg/{srv}_Request")),
+                           qos=dds_qos(QoSProfile()))
+            r = DataReader(dp, Topic(dp, f"rr/hmr_managed/{service}Reply",
+                                     service_idl_struct(f"lifecycle_msgs_srv/msg/{srv}_Response")),
+                           qos=dds_qos(QoSProfile()))
+            end = time.monotonic() + 10
+            while not w.get_matched_subscriptions() and time.monotonic() < end:
+                transport.spin_once(0.02)
+            header = struct.pack("<Qq", 0xABCDEF, seq)
+            body = cdr.serialize(request, f"lifecycle_msgs_srv/msg/{srv}_Request")[4:]
+            data = cdr.HEADER_LE + header + body
+            ddspy_write(w._ref, data + b"\0" * (-len(data) % 4))
+            while time.monotonic() < end:
+                transport.spin_once(0.02)
+                got = ddspy_take(r._ref, mask, 10)
+                for reply, info in ([] if isinstance(got, int) else got):
+                    if info.valid_data:
+                        assert bytes(reply[4:20]) == header  # the client's id, echoed
+                        return cdr.deserialize(cdr.HEADER_LE + bytes(reply[20:]),
+                                               f"lifecycle_msgs_srv/msg/{srv}_Response")
+            raise AssertionError(f"no reply from {service}")
+
+        empty = types.make("lifecycle_msgs_srv/msg/GetState_Request")
+        assert call("get_state", "GetState", empty, 1).current_state.label == "unconfigured"
+        labels = [t.transition.label for t in call(
+            "get_available_transitions", "GetAvailableTransitions",
+            types.make("lifecycle_msgs_srv/msg/GetAvailableTransitions_Request"),
+            2).available_transitions]
+        assert labels == ["configure", "shutdown"]
+        configure = types.make("lifecycle_msgs_srv/msg/ChangeState_Request",
+                               transition=types.make("lifecycle_msgs/msg/Transition", id=1))
+        assert call("change_state", "ChangeState", configure, 3).success
+        assert node.state == "inactive"
+        activate = types.make("lifecycle_msgs_srv/msg/ChangeState_Request",
+                              transition=types.make("lifecycle_msgs/msg/Transition",
+                                                    label="activate"))
+        assert call("change_state", "ChangeState", activate, 4).success
+        assert call("get_state", "GetState", empty, 5).current_state.label == "active"
+        assert not call("change_state", "ChangeState", configure, 6).success  # not from active
+    assert server.available_transition_labels() == ["deactivate", "shutdown"]
+    node.shutdown()
+    transport.close()

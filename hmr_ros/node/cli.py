@@ -29,6 +29,9 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after S seconds (default: run until Ctrl-C / SIGTERM)")
     parser.add_argument("--print-params", action="store_true",
                         help="print the parameter table (markdown) and exit")
+    parser.add_argument("--no-autostart", action="store_true",
+                        help="stay unconfigured until a lifecycle manager (ros2 lifecycle set "
+                             "/hmr_node configure) brings the node up")
     add_transport_arguments(parser, default="dds")
 
 
@@ -57,7 +60,8 @@ def run_node(args: argparse.Namespace) -> int:
     args.node_name = name
     from hmr_ros.transport.cli import open_cli_transport
 
-    return serve(open_cli_transport(args, name, args.namespace, values), duration=args.duration)
+    return serve(open_cli_transport(args, name, args.namespace, values), duration=args.duration,
+                 autostart=not args.no_autostart)
 
 
 def serve(transport: Any, *, duration: Optional[float] = None, autostart: bool = True) -> int:
@@ -74,17 +78,25 @@ def serve(transport: Any, *, duration: Optional[float] = None, autostart: bool =
     try:
         config = declare(transport)
         node = HmrNode(transport, config)
-        managed = getattr(transport, "set_lifecycle_hooks", None)
-        if managed is not None and getattr(transport, "managed", False):
-            managed({"configure": node.configure, "activate": node.activate,
-                     "deactivate": node.deactivate, "cleanup": node.cleanup,
-                     "shutdown": node.shutdown})
-            if autostart:
-                transport.trigger("configure")
-                transport.trigger("activate")
-        elif autostart:
-            node.configure()
-            node.activate()
+        hooks = {"configure": node.configure, "activate": node.activate,
+                 "deactivate": node.deactivate, "cleanup": node.cleanup,
+                 "shutdown": node.shutdown}
+        if getattr(transport, "managed", False):  # rclpy LifecycleNode: its services
+            transport.set_lifecycle_hooks(hooks)
+            driver = transport
+        elif hasattr(transport, "create_service"):  # built-in transport: ours
+            from .lifecycle import LifecycleServer
+
+            driver = LifecycleServer(transport, node, hooks)
+        else:
+            driver = None
+        if autostart:
+            if driver is not None:
+                driver.trigger("configure")
+                driver.trigger("activate")
+            else:
+                node.configure()
+                node.activate()
         end = None if duration is None else time.monotonic() + duration
         transport.spin(until=lambda: stop.is_set() or (end is not None and time.monotonic() >= end))
     finally:
@@ -117,7 +129,7 @@ def ros_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="hmr_node", description="the hmr_ros node")
     parser.add_argument("--transport", choices=("auto", "rclpy", "dds"), default="auto")
     parser.add_argument("--no-autostart", action="store_true",
-                        help="managed (rclpy): wait for lifecycle transitions")
+                        help="wait for lifecycle transitions (ros2 lifecycle set ...)")
     opts = parser.parse_args(plain)
     logging.basicConfig(level=getattr(logging, (ros.log_level or "info").upper(), logging.INFO),
                         format="[%(levelname)s] [%(name)s]: %(message)s")
@@ -131,9 +143,6 @@ def ros_main(argv=None) -> int:
 
             transport = RclpyTransport("hmr_node", args=["hmr_node", *argv], managed=True)
         else:
-            if opts.no_autostart:
-                raise ValueError("--no-autostart needs rclpy (a managed node); the built-in "
-                                 "transport offers no lifecycle services to start it later")
             transport = open_transport("dds", name, ros.namespace or "",
                                        parameters=ros.parameters_for(name), remaps=ros.remaps)
         return serve(transport, autostart=not opts.no_autostart)

@@ -8,7 +8,8 @@ building latency. Everything published for a frame carries that image's header u
 Lifecycle (the managed-node states): ``configure`` loads the body model and the regressor and
 creates the publishers (the mesh faces go out once, transient local); ``activate`` subscribes
 and starts the worker; ``deactivate`` stops both; ``cleanup`` frees the model; ``shutdown``
-does whatever is left. Bad input never stops the node: each skipped frame is logged with its
+does whatever is left (`hmr_ros.node.lifecycle` serves these as ROS 2 lifecycle services on the
+built-in transport; rclpy's LifecycleNode does on rclpy). Bad input never stops the node: each skipped frame is logged with its
 stamp and counted by reason in /diagnostics.
 """
 

@@ -38,7 +38,7 @@ from cyclonedds.util import duration
 
 from . import cdr, types
 from .graph import GraphAnnouncer, ros_distro_layout
-from .idl import idl_struct
+from .idl import idl_struct, service_idl_struct
 from .interface import QOS_DEFAULT, Publisher, QoSProfile, Subscription, Timer, Transport
 from .interface import TransportError, coerce_parameter
 
@@ -198,6 +198,72 @@ class DdsReader(Subscription):
             self._transport._forget(self, reader)
 
 
+class DdsService:
+    """A ROS 2 service server as rmw_cyclonedds lays it out: requests on
+    ``rq/<service>Request``, replies on ``rr/<service>Reply``, each sample's CDR body preceded by
+    rmw's 16-byte request header (client id, sequence number), echoed in the reply so the
+    client can match it."""
+
+    def __init__(self, transport: "DdsTransport", name: str, srv_type: str,
+                 handler: Callable[[Any], Any], reader: DataReader, writer: DataWriter) -> None:
+        self.name, self.srv_type = name, srv_type
+        self.request_type, self.response_type = _service_halves(srv_type)
+        self._transport, self._handler = transport, handler
+        self._reader, self._writer = reader, writer
+        self.condition = ReadCondition(reader, _TAKE_MASK)
+        self.served = 0
+        self.dropped_malformed = 0
+
+    @property
+    def gids(self) -> Tuple[bytes, bytes]:
+        return self._reader.guid.bytes, self._writer.guid.bytes
+
+    def drain(self, max_samples: int = 64) -> int:
+        if self._reader is None:
+            return 0
+        samples = ddspy_take(self._reader._ref, _TAKE_MASK, max_samples)
+        if isinstance(samples, int):
+            return 0
+        for data, info in samples:
+            if not info.valid_data:
+                continue
+            if len(data) < 20:
+                self.dropped_malformed += 1
+                continue
+            request_id = bytes(data[4:20])
+            try:
+                request = cdr.deserialize(cdr.HEADER_LE + bytes(data[20:]), self.request_type)
+            except cdr.CdrError as exc:
+                self.dropped_malformed += 1
+                self._transport.logger.warning("service %s: dropped a malformed request: %s",
+                                               self.name, exc)
+                continue
+            try:
+                response = self._handler(request)
+            except Exception:  # noqa: BLE001 - a failing handler gives no reply, not a crash
+                self._transport.logger.error("service %s raised:\n%s", self.name,
+                                             traceback.format_exc())
+                continue
+            body = cdr.serialize(response, self.response_type)[4:]
+            reply = cdr.HEADER_LE + request_id + body
+            reply += b"\0" * (-len(reply) % 4)
+            ddspy_write(self._writer._ref, reply)
+            self.served += 1
+        return len(samples)
+
+
+def _service_halves(srv_type: str) -> Tuple[str, str]:
+    """``lifecycle_msgs/srv/GetState`` -> the store's Request / Response message types."""
+    pkg, sub, name = srv_type.split("/")
+    if sub != "srv":
+        raise TransportError(f"not a service type: {srv_type!r} (want pkg/srv/Name)")
+    store_pkg = f"{pkg}_srv"
+    if types.DDS_PACKAGE_ALIASES.get(store_pkg) != (pkg, "srv"):
+        raise TransportError(f"no definitions for the service type {srv_type!r} (add its "
+                             f"Request/Response halves under transport/definitions/{store_pkg})")
+    return f"{store_pkg}/msg/{name}_Request", f"{store_pkg}/msg/{name}_Response"
+
+
 class _DdsTimer(Timer):
     def __init__(self, period_s: float, callback: Callable[[], None]) -> None:
         if not period_s > 0:
@@ -263,6 +329,7 @@ class DdsTransport(Transport):
         self._topics: Dict[str, Tuple[Topic, str]] = {}
         self._publishers: List[DdsWriter] = []
         self._subscriptions: List[DdsReader] = []
+        self._services: List[DdsService] = []
         self._timers: List[_DdsTimer] = []
         self._waitset = WaitSet(self._participant)
         self._wake = GuardCondition(self._participant)
@@ -331,6 +398,26 @@ class DdsTransport(Transport):
         self._wake.set(True)
         return sub
 
+    def create_service(self, name: str, srv_type: str,
+                       handler: Callable[[Any], Any]) -> DdsService:
+        """A service server; ``handler(request) -> response`` runs in the spinning thread."""
+        self._check_open()
+        request_type, response_type = _service_halves(srv_type)
+        service = self._resolve(name)
+        service_id = f"serviceid={os.urandom(8).hex()};".encode()
+        qos = dds_qos(QOS_DEFAULT, user_data=service_id)
+        reader = DataReader(self._ddssub, Topic(self._participant, f"rq{service}Request",
+                                                service_idl_struct(request_type)), qos=qos)
+        writer = DataWriter(self._ddspub, Topic(self._participant, f"rr{service}Reply",
+                                                service_idl_struct(response_type)), qos=qos)
+        srv = DdsService(self, service, srv_type, handler, reader, writer)
+        with self._lock:
+            self._services.append(srv)
+            self._waitset.attach(srv.condition)
+        self._graph.announce()
+        self._wake.set(True)
+        return srv
+
     def _forget(self, endpoint: Any, entity: Any) -> None:
         with self._lock:
             if self._released:
@@ -352,7 +439,8 @@ class DdsTransport(Transport):
     def endpoint_gids(self) -> Tuple[List[bytes], List[bytes]]:
         """GIDs of this node's user readers and writers (what ``ros_discovery_info`` lists)."""
         with self._lock:
-            return [s.gid for s in self._subscriptions], [p.gid for p in self._publishers]
+            return ([s.gid for s in self._subscriptions] + [v.gids[0] for v in self._services],
+                    [p.gid for p in self._publishers] + [v.gids[1] for v in self._services])
 
     # -- timers, parameters, clock --------------------------------------------------------------
 
@@ -408,6 +496,7 @@ class DdsTransport(Transport):
             timers = [t for t in self._timers if not t.cancelled]
             self._timers = timers
             subs = list(self._subscriptions)
+            services = list(self._services)
         wait = max(0.0, timeout_s)
         if timers:
             wait = min(wait, max(0.0, min(t.next_due for t in timers) - now))
@@ -416,6 +505,8 @@ class DdsTransport(Transport):
         self._wake.set(False)
         for sub in subs:
             sub.drain()
+        for srv in services:
+            srv.drain()
         now = time.monotonic()
         for timer in timers:
             if not timer.cancelled and timer.next_due <= now:
@@ -470,6 +561,9 @@ class DdsTransport(Transport):
             self._released = True
             subs, pubs = list(self._subscriptions), list(self._publishers)
             self._subscriptions, self._publishers = [], []
+            for srv in self._services:
+                srv._reader = srv._writer = None
+            self._services = []
         self._graph.close()
         for sub in subs:
             sub._reader = None

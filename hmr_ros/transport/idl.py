@@ -22,7 +22,7 @@ from cyclonedds.idl import types as idl_types
 
 from .types import Nodetype, dds_type_name, fields_of, message_class, normalize_type_name
 
-__all__ = ["idl_struct", "to_idl", "from_idl"]
+__all__ = ["idl_struct", "service_idl_struct", "to_idl", "from_idl"]
 
 _PRIMITIVES = {
     "bool": bool, "byte": idl_types.byte, "char": idl_types.uint8,
@@ -56,6 +56,17 @@ def idl_struct(type_name: str) -> type:
     name = normalize_type_name(type_name)
     fields = {field: _idl_type(node) for field, node in fields_of(name)}
     return make_idl_struct(name.split("/")[-1] + "_", dds_type_name(name), fields)
+
+
+@lru_cache(maxsize=None)
+def service_idl_struct(half_type: str) -> type:
+    """The DDS type of a service request or reply as rmw_cyclonedds sends it: its 16-byte
+    request header (client id, sequence number) followed by the message's fields, under the
+    message's own type name (rmw matches services by name; its samples carry the header)."""
+    name = normalize_type_name(half_type)
+    fields = {"rmw_client_id_": idl_types.uint64, "rmw_sequence_number_": idl_types.int64}
+    fields.update({field: _idl_type(node) for field, node in fields_of(name)})
+    return make_idl_struct(name.split("/")[-1] + "_with_header_", dds_type_name(name), fields)
 
 
 def to_idl(msg: Any, type_name: str) -> IdlStruct:

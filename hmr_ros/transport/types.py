@@ -29,8 +29,11 @@ __all__ = [
 ]
 
 PACKAGE = "hmr_ros"
-#: Store-only package names that go on the wire under another package's DDS type names.
-DDS_PACKAGE_ALIASES = {"rmw_dds_common_humble": "rmw_dds_common"}
+#: Store-only package names that go on the wire under another package's DDS type names:
+#: Humble's graph layout, and the Request / Response halves of services (rosbags' store
+#: keeps message types only; rmw sends ``pkg::srv::dds_::Srv_Request_``).
+DDS_PACKAGE_ALIASES = {"rmw_dds_common_humble": ("rmw_dds_common", "msg"),
+                       "lifecycle_msgs_srv": ("lifecycle_msgs", "srv")}
 _DEFINITIONS = Path(__file__).resolve().parent / "definitions"
 
 #: ROS primitive type name -> NumPy dtype (little-endian: CDR as written by ROS 2 on x86 / ARM).
@@ -175,5 +178,5 @@ def type_hash(name: str) -> str:
 def dds_type_name(name: str) -> str:
     """``sensor_msgs/msg/Image`` -> ``sensor_msgs::msg::dds_::Image_`` (rmw naming)."""
     pkg, sub, short = normalize_type_name(name).split("/")
-    pkg = DDS_PACKAGE_ALIASES.get(pkg, pkg)
+    pkg, sub = DDS_PACKAGE_ALIASES.get(pkg, (pkg, sub))
     return f"{pkg}::{sub}::dds_::{short}_"
