@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 
@@ -210,18 +210,3 @@ def convert_message(obj: Any, type_name: str) -> Any:
                 value = list(value)
         values[field] = value
     return types.make(type_name, **values)
-
-
-def open_bags(paths: Sequence[Any]) -> List[BagReader]:
-    """Open several bags (closing the ones opened if one fails)."""
-    readers: List[BagReader] = []
-    try:
-        for p in paths:
-            r = BagReader(p)
-            r.open()
-            readers.append(r)
-    except Exception:
-        for r in readers:
-            r.close()
-        raise
-    return readers

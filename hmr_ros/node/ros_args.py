@@ -45,6 +45,17 @@ def _for_this_node(rule: str, node_name: str) -> Optional[str]:
     return rule
 
 
+def _split_rule(value: str, node_name: str) -> Optional[Tuple[str, str]]:
+    """``[node:]lhs:=rhs`` -> (lhs, rhs), or None when the rule is for another node."""
+    rule = _for_this_node(value, node_name)
+    if rule is None:
+        return None
+    lhs, sep, rhs = rule.partition(":=")
+    if not sep or not lhs:
+        raise ValueError(f"--ros-args: {value!r} is not of the form from:=to / name:=value")
+    return lhs, rhs
+
+
 def split_ros_args(argv: Sequence[str], node_name: str = "hmr_node") -> Tuple[List[str], RosArgs]:
     """(the arguments outside --ros-args sections, what the sections say)."""
     import yaml
@@ -78,25 +89,17 @@ def split_ros_args(argv: Sequence[str], node_name: str = "hmr_node") -> Tuple[Li
             if rule and rule.startswith("__node:="):
                 ros.node_name = node_name = rule.split(":=", 1)[1]
     for flag, value in raw:
-        if flag in ("-r", "--remap"):
-            rule = _for_this_node(value, node_name)
-            if rule is None:
+        if flag in ("-r", "--remap", "-p", "--param"):
+            pair = _split_rule(value, node_name)
+            if pair is None:
                 continue
-            src, sep, dst = rule.partition(":=")
-            if not sep:
-                raise ValueError(f"--ros-args: remap rule {value!r} is not from:=to")
-            if src == "__ns":
-                ros.namespace = dst
-            elif src != "__node":
-                ros.remaps[src] = dst
-        elif flag in ("-p", "--param"):
-            rule = _for_this_node(value, node_name)
-            if rule is None:
-                continue
-            name, sep, text = rule.partition(":=")
-            if not sep:
-                raise ValueError(f"--ros-args: parameter {value!r} is not name:=value")
-            ros.params[name] = yaml.safe_load(text) if text.strip() else ""
+            lhs, rhs = pair
+            if flag in ("-p", "--param"):
+                ros.params[lhs] = yaml.safe_load(rhs) if rhs.strip() else ""
+            elif lhs == "__ns":
+                ros.namespace = rhs
+            elif lhs != "__node":
+                ros.remaps[lhs] = rhs
         elif flag == "--params-file":
             ros.params_files.append(value)
         elif flag == "--log-level":

@@ -20,7 +20,8 @@ import numpy as np
 from cyclonedds.idl import IdlStruct, make_idl_struct
 from cyclonedds.idl import types as idl_types
 
-from .types import Nodetype, dds_type_name, fields_of, message_class, normalize_type_name
+from .types import (PRIMITIVE_DTYPES, Nodetype, dds_type_name, fields_of, message_class,
+                    normalize_type_name)
 
 __all__ = ["idl_struct", "service_idl_struct", "to_idl", "from_idl"]
 
@@ -93,8 +94,6 @@ def _to_idl_value(value: Any, node) -> Any:
 
 def from_idl(sample: IdlStruct, type_name: str) -> Any:
     """An IdlStruct sample as a rosbags-style message (NumPy arrays for numeric fields)."""
-    from .types import PRIMITIVE_DTYPES
-
     name = normalize_type_name(type_name)
     values = []
     for field, node in fields_of(name):
