@@ -1,0 +1,209 @@
+"""People and their 2D keypoints in a camera frame: BlazePose, multi-person, with tracking.
+
+Per frame:
+
+1. **Regions.** People found last frame are looked at again where their auxiliary landmarks
+   say they went (MediaPipe's tracking); the detector runs when nobody is tracked and every
+   ``detect_every`` frames to find newcomers. A detection overlapping a tracked region is the
+   same person and is dropped. Boxes handed in (a ``detections`` topic) replace both.
+2. **Landmarks.** One batched run of the landmark model over every region.
+3. **Keep.** A region whose pose score falls below ``min_pose_score`` is dropped (the person
+   left); overlapping survivors are merged (two tracks that converged on one person).
+
+Runs on any backend of :mod:`hmr_ros.runtime.backends` (ONNX Runtime on CPUs, TensorRT on
+GPUs), from a model directory written by :func:`hmr_ros.detect.convert.convert`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from hmr_ros.body.keypoints import COCO17_FACE, coco17_from_blazepose33
+
+from .convert import default_model_dir
+from .decode import (NUM_POSE_LANDMARKS, Candidates, Detection, Landmarks, Roi, box_iou,
+                     decode_candidates, decode_landmarks, detector_views, person_box,
+                     roi_from_box, roi_from_detection, roi_input, view_input, weighted_nms)
+
+log = logging.getLogger("hmr_ros.detect")
+
+MISSING_MODEL_HINT = ("the person detector is not installed: run `hmr-ros detector fetch` "
+                      "(downloads MediaPipe 0.10.14's BlazePose and converts it to ONNX; `make "
+                      "install` does this)")
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    min_detection_score: float = 0.5  # detector score to start looking at a person
+    min_pose_score: float = 0.5  # landmark model's person probability to keep one
+    nms_iou: float = 0.3
+    max_persons: int = 5
+    detect_every: int = 3  # frames between detector runs while people are tracked (1: always)
+    track: bool = True  # reuse last frame's landmark regions
+    same_person_iou: float = 0.4  # box overlap above which two regions are one person
+    detector_tile: int = 0  # > 0: also run the detector on tiles of this many pixels (far people)
+
+    def __post_init__(self):
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.max_persons < 1:
+            raise ValueError(f"max_persons must be >= 1, got {self.max_persons}")
+
+
+@dataclass(frozen=True)
+class PersonKeypoints:
+    """One person's BlazePose landmarks, in image pixels."""
+
+    box: np.ndarray  # (4,) x0, y0, x1, y1 around the landmarks (head top included)
+    score: float  # the landmark model's probability that a person is there
+    landmarks: np.ndarray  # (33, 4): x, y pixels, visibility, presence
+    world: np.ndarray  # (33, 3) metres, hip-centred, image axes (x right, y down)
+    roi: Roi
+
+    @property
+    def coco17(self) -> np.ndarray:
+        """(17, 3): x, y pixels and a confidence (visibility x presence)."""
+        c = coco17_from_blazepose33(self.landmarks)
+        return np.concatenate([c[:, :2], (c[:, 2] * c[:, 3])[:, None]], axis=1).astype(np.float32)
+
+    def facing_camera(self, threshold: float = 0.5) -> Optional[bool]:
+        """True when the face is seen (nose and eyes visible), False when it is hidden while
+        the shoulders are seen, None when neither is clear."""
+        c = self.coco17
+        face = float(np.mean(c[COCO17_FACE, 2]))
+        shoulders = float(np.min(c[[5, 6], 2]))
+        if face >= threshold:
+            return True
+        if shoulders >= threshold and face < 1 - threshold:
+            return False
+        return None
+
+
+@dataclass
+class DetectorStats:
+    frames: int = 0
+    detector_runs: int = 0
+    timing: Dict[str, float] = field(default_factory=dict)  # last frame, seconds
+
+
+class PoseKeypointDetector:
+    """BlazePose (detector + full landmark model) for many people; see the module docs."""
+
+    def __init__(self, model_dir: Union[str, Path, None] = None, backend: str = "auto",
+                 params: DetectorParams = DetectorParams(), threads: Optional[int] = None):
+        from hmr_ros.runtime.backends import select_backend
+        from hmr_ros.runtime.errors import EngineError
+
+        model_dir = Path(model_dir) if model_dir else default_model_dir()
+        if not (model_dir / "manifest.json").is_file():
+            raise EngineError(f"{model_dir}: {MISSING_MODEL_HINT}")
+        self.model_dir = model_dir
+        self.params = params
+        self.backend = select_backend(backend, model_dir, threads=threads)
+        if set(self.backend.stages) != {"detector", "landmarks"}:
+            raise EngineError(f"{model_dir} is not a person detector (stages "
+                              f"{list(self.backend.stages)}, expected detector and landmarks)")
+        self._tracked: List[Roi] = []
+        self._since_detect = 0
+        self._lock = threading.Lock()
+        self.stats = DetectorStats()
+
+    # --- public ------------------------------------------------------------------------------
+
+    def __call__(self, image: np.ndarray, boxes: Optional[Sequence[np.ndarray]] = None
+                 ) -> List[PersonKeypoints]:
+        """People in ``image`` (H x W x 3 uint8 RGB), best first. With ``boxes`` (x0, y0, x1,
+        y1 pixels), exactly those people are looked at (no detector, no tracking)."""
+        with self._lock:
+            return self._run(np.ascontiguousarray(image), boxes)
+
+    def reset(self) -> None:
+        """Forget tracked people (a new video, a camera jump)."""
+        with self._lock:
+            self._tracked = []
+            self._since_detect = 0
+
+    def detect(self, image: np.ndarray) -> List[Detection]:
+        """Detector only, over the whole frame and its tiles in one batch: detections (score,
+        box, 4 keypoints) in image pixels, best first."""
+        h, w = image.shape[:2]
+        inputs = [view_input(image, v) for v in detector_views(w, h, self.params.detector_tile)]
+        out = self.backend.run("detector", {"image": np.stack([x for x, _ in inputs])})
+        found = Candidates.concatenate([
+            decode_candidates(out["boxes"][i], out["scores"][i], lb,
+                              self.params.min_detection_score)
+            for i, (_, lb) in enumerate(inputs)])
+        return weighted_nms(found, self.params.nms_iou, 2 * self.params.max_persons)
+
+    def landmarks(self, image: np.ndarray, rois: Sequence[Roi]) -> List[Landmarks]:
+        """Landmark model over ``rois`` in one batch."""
+        if not rois:
+            return []
+        batch = np.stack([roi_input(image, r) for r in rois])
+        out = self.backend.run("landmarks", {"image": batch})
+        return [decode_landmarks(out["landmarks"][i], float(out["pose_flag"][i, 0]),
+                                 out["heatmap"][i], out["world"][i], roi)
+                for i, roi in enumerate(rois)]
+
+    # --- one frame ---------------------------------------------------------------------------
+
+    def _run(self, image, boxes) -> List[PersonKeypoints]:
+        p = self.params
+        h, w = image.shape[:2]
+        t0 = time.perf_counter()
+        timing = {}
+        self.stats.frames += 1
+        if boxes is not None:
+            rois = [roi_from_box(np.asarray(b, np.float32)) for b in boxes][: p.max_persons]
+        else:
+            rois = list(self._tracked) if p.track else []
+            if not rois or self._since_detect + 1 >= p.detect_every or not p.track:
+                found = self.detect(image)
+                self.stats.detector_runs += 1
+                self._since_detect = 0
+                for det in found:
+                    roi = roi_from_detection(det)
+                    if all(box_iou(roi.box(), r.box()) < p.same_person_iou for r in rois):
+                        rois.append(roi)
+            else:
+                self._since_detect += 1
+            rois = rois[: 2 * p.max_persons]
+        t1 = time.perf_counter()
+        timing["detector"] = t1 - t0
+        people = []
+        for lm in self.landmarks(image, rois):
+            if lm.pose_score < p.min_pose_score or not np.isfinite(lm.points).all():
+                continue
+            box = person_box(lm.points, w, h)
+            if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+                continue
+            people.append(PersonKeypoints(
+                box=box, score=lm.pose_score,
+                landmarks=np.concatenate([lm.points[:NUM_POSE_LANDMARKS, :2],
+                                          lm.visibility[:NUM_POSE_LANDMARKS, None],
+                                          lm.presence[:NUM_POSE_LANDMARKS, None]], axis=1),
+                world=lm.world[:NUM_POSE_LANDMARKS], roi=lm.next_roi()))
+        timing["landmarks"] = time.perf_counter() - t1
+        people = _drop_duplicates(people, p.same_person_iou)[: p.max_persons]
+        if boxes is None and p.track:
+            self._tracked = [q.roi for q in people]
+        timing["total"] = time.perf_counter() - t0
+        self.stats.timing = timing
+        return people
+
+
+def _drop_duplicates(people: List[PersonKeypoints], iou: float) -> List[PersonKeypoints]:
+    """Best first; a person whose box overlaps a better one's by more than ``iou`` is the same
+    person seen twice (two regions converged) and is dropped."""
+    kept: List[PersonKeypoints] = []
+    for person in sorted(people, key=lambda q: -q.score):
+        if all(box_iou(person.box, k.box) < iou for k in kept):
+            kept.append(person)
+    return kept
