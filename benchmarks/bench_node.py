@@ -98,6 +98,7 @@ def main() -> int:
                "-p", "camera_info_topic:=/bench/camera_info",
                "-p", "detections_topic:=/bench/detections", "-p", "diagnostics_period:=0.5",
                "-p", "publish_markers:=false", "-p", "publish_overlay:=false",
+               "-p", "person_detector:=none",
                "-p", f"max_persons:={persons}"]
         if args.model_dir:
             cmd += ["-p", f"model_dir:={args.model_dir}"]

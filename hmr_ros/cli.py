@@ -168,6 +168,12 @@ COMMANDS: Dict[str, object] = {
         "info": ("topics, types, counts and QoS of a bag",
                  *_lazy(".bag.cli", "add_info_arguments", "run_info")),
     },
+    "detector": {
+        "fetch": ("download BlazePose (MediaPipe 0.10.14) and convert it to ONNX, checked",
+                  *_lazy(".detect.cli", "add_fetch_arguments", "run_fetch")),
+        "run": ("find people and their 2D keypoints in images (overlays + JSON)",
+                *_lazy(".detect.cli", "add_run_arguments", "run_run")),
+    },
     "body": {
         "export": ("pose a body model and write it as .obj/.ply", _body_export_arguments,
                    _body_export),

@@ -70,7 +70,7 @@ def test_publisher_node_reader_in_three_processes(tmp_path, model_dir, sample, d
          "-p", f"model_dir:={model_dir}", "-p", "image_topic:=/camera/image_raw",
          "-p", "camera_info_topic:=/camera/camera_info",
          "-p", "detections_topic:=/ground_truth/detections", "-p", "track_min_hits:=1",
-         "-p", "diagnostics_period:=0.5"],
+         "-p", "diagnostics_period:=0.5", "-p", "person_detector:=none"],
         cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     got = {k: [] for k in ("mesh", "vis", "tracked", "tf", "markers", "overlay", "diag")}
     try:
@@ -147,7 +147,7 @@ def test_publisher_node_reader_in_three_processes(tmp_path, model_dir, sample, d
 def _node(model_dir, **params):
     transport = DdsTransport("hmr_node_under_test", parameters={
         "model_dir": str(model_dir), "image_topic": "/img", "camera_info_topic": "/info",
-        "track_min_hits": 1, **params})
+        "track_min_hits": 1, "person_detector": "none", **params})
     node = HmrNode(transport, declare(transport))
     node.configure()
     node.activate()
@@ -421,7 +421,8 @@ def test_lifecycle_services_on_the_built_in_transport(model_dir, dds_domain):
     from hmr_ros.transport.dds import dds_qos
     from hmr_ros.transport.idl import service_idl_struct
 
-    transport = DdsTransport("hmr_managed", parameters={"model_dir": str(model_dir)})
+    transport = DdsTransport("hmr_managed", parameters={"model_dir": str(model_dir),
+                                                        "person_detector": "none"})
     node = HmrNode(transport, declare(transport))
     server = LifecycleServer(transport, node, {"configure": node.configure,
                                                "activate": node.activate,

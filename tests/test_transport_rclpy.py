@@ -112,7 +112,8 @@ def test_the_node_on_rclpy_serves_a_built_in_peer(ros_domain, tmp_path):
     export_vishmr(tiny_vishmr(), tmp_path / "model")
     node_transport = RclpyTransport("hmr_rclpy_node", parameters={
         "model_dir": str(tmp_path / "model"), "image_topic": "/cam/image",
-        "camera_info_topic": "/cam/info", "publish_markers": False})
+        "camera_info_topic": "/cam/info", "publish_markers": False,
+        "person_detector": "none"})
     node = HmrNode(node_transport, declare(node_transport))
     node.configure()
     node.activate()

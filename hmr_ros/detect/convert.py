@@ -20,7 +20,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -63,6 +62,18 @@ def default_model_dir() -> Path:
         return Path(env).expanduser()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser()
     return cache / "hmr_ros" / "models" / f"{MODEL_NAME}-{SOURCE_VERSION}"
+
+
+def sources_dir() -> Path:
+    """Where the downloaded wheel and the extracted .tflite graphs are kept (next to the
+    converted model: parity tests compare against them)."""
+    return default_model_dir().parent / f"sources-{SOURCE_PACKAGE}-{SOURCE_VERSION}"
+
+
+def source_graph(stage: str) -> Optional[Path]:
+    """The original .tflite of ``stage`` when a fetch kept it, else None."""
+    path = sources_dir() / "tflite" / Path(SOURCE_FILES[stage][0]).name
+    return path if path.is_file() else None
 
 
 def download_wheel(dest: Path) -> Path:
@@ -151,71 +162,70 @@ def convert(out_dir: Union[str, Path, None] = None, wheel: Optional[Path] = None
         log.info("%s already holds a converted model (use --force to redo it)", out_dir)
         return out_dir
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="hmr_ros_blazepose_") as tmp:
-        work = Path(work_dir) if work_dir is not None else Path(tmp)
-        wheel = Path(wheel) if wheel is not None else download_wheel(work / "wheel")
-        sources = extract_sources(wheel, work / "tflite")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stages, parity = {}, {}
-        for stage, (member, digest) in SOURCE_FILES.items():
-            (in_name, size), out_names, out_shapes = STAGE_IO[stage]
-            module = load_tflite(sources[stage])
-            low = -1.0 if stage == "detector" else 0.0
-            onnx_path = out_dir / f"{stage}.onnx"
-            dummy = torch.zeros(2, 3, size, size)
-            torch.onnx.export(module, (dummy,), str(onnx_path), input_names=[in_name],
-                              output_names=out_names, opset_version=17, dynamo=False,
-                              dynamic_axes={n: {0: "batch"} for n in [in_name] + out_names})
-            # parity: ONNX Runtime (batch of 2) against the TFLite interpreter (one at a time)
-            images = parity_inputs(size, low)
-            sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-            got = sess.run(None, {in_name: np.ascontiguousarray(images.transpose(0, 3, 1, 2))})
-            worst = {}
-            for b in range(len(images)):
-                ref = run_tflite_reference(sources[stage], images[b: b + 1])
-                for name, tfl_name, value in zip(out_names, module.output_names, got):
-                    r = ref[tfl_name][0]
-                    v = value[b]
-                    if r.ndim == 3:  # NHWC -> CHW
-                        r = r.transpose(2, 0, 1)
-                    worst[name] = max(worst.get(name, 0.0), parity_error(name, v, r.reshape(v.shape)))
-            parity[stage] = worst
-            bad = {k: v for k, v in worst.items() if v > parity_tolerance(k)}
-            if bad:
-                raise RuntimeError(f"{stage}: ONNX differs from TFLite beyond "
-                                   f"tolerance: {bad}")
-            stages[stage] = StageSpec(
-                file=onnx_path.name, sha256=sha256_of(onnx_path),
-                inputs=(TensorSpec(in_name, ("batch", 3, size, size)),),
-                outputs=tuple(TensorSpec(n, ("batch", *s)) for n, s in out_shapes))
-            log.info("%s: converted, parity %s", stage,
-                     ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
-        if "license" in sources:
-            (out_dir / "LICENSE").write_bytes(sources["license"].read_bytes())
-        manifest = Manifest(
-            model=MODEL_NAME, stages=stages,
-            preprocessing={"detector": {"size": 224, "range": [-1.0, 1.0], "letterbox": True,
-                                        "channels": "RGB"},
-                           "landmarks": {"size": 256, "range": [0.0, 1.0], "border": "replicate",
-                                         "channels": "RGB"}},
-            body={}, heads={"landmarks": 39, "pose_landmarks": 33, "anchors": 2254},
-            config={"source": f"{SOURCE_PACKAGE}=={SOURCE_VERSION}"})
-        manifest.save(out_dir)
-        provenance = {
-            "source_package": SOURCE_PACKAGE, "source_version": SOURCE_VERSION,
-            "source_wheel": wheel.name, "source_wheel_sha256": sha256_of(wheel),
-            "license": LICENSE, "license_file": "LICENSE",
-            "model_card": "BlazePose (Bazarevsky et al., 2020, arXiv:2006.10204); MediaPipe "
-                          "pose model card: https://developers.google.com/mediapipe",
-            "files": {stage: {"source": member, "source_sha256": digest,
-                              "onnx": stages[stage].file, "onnx_sha256": stages[stage].sha256}
-                      for stage, (member, digest) in SOURCE_FILES.items()},
-            "converter": "hmr_ros.detect.tflite_graph (TFLite graph -> torch -> ONNX opset 17)",
-            "parity_max_difference": parity,
-            "regenerate": "hmr-ros detector fetch --force",
-            "converted_in_s": round(time.perf_counter() - t0, 1),
-        }
-        (out_dir / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    work = Path(work_dir) if work_dir is not None else sources_dir()
+    wheel = Path(wheel) if wheel is not None else download_wheel(work / "wheel")
+    sources = extract_sources(wheel, work / "tflite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stages, parity = {}, {}
+    for stage, (member, digest) in SOURCE_FILES.items():
+        (in_name, size), out_names, out_shapes = STAGE_IO[stage]
+        module = load_tflite(sources[stage])
+        low = -1.0 if stage == "detector" else 0.0
+        onnx_path = out_dir / f"{stage}.onnx"
+        dummy = torch.zeros(2, 3, size, size)
+        torch.onnx.export(module, (dummy,), str(onnx_path), input_names=[in_name],
+                          output_names=out_names, opset_version=17, dynamo=False,
+                          dynamic_axes={n: {0: "batch"} for n in [in_name] + out_names})
+        # parity: ONNX Runtime (batch of 2) against the TFLite interpreter (one at a time)
+        images = parity_inputs(size, low)
+        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {in_name: np.ascontiguousarray(images.transpose(0, 3, 1, 2))})
+        worst = {}
+        for b in range(len(images)):
+            ref = run_tflite_reference(sources[stage], images[b: b + 1])
+            for name, tfl_name, value in zip(out_names, module.output_names, got):
+                r = ref[tfl_name][0]
+                v = value[b]
+                if r.ndim == 3:  # NHWC -> CHW
+                    r = r.transpose(2, 0, 1)
+                worst[name] = max(worst.get(name, 0.0), parity_error(name, v, r.reshape(v.shape)))
+        parity[stage] = worst
+        bad = {k: v for k, v in worst.items() if v > parity_tolerance(k)}
+        if bad:
+            raise RuntimeError(f"{stage}: ONNX differs from TFLite beyond "
+                               f"tolerance: {bad}")
+        stages[stage] = StageSpec(
+            file=onnx_path.name, sha256=sha256_of(onnx_path),
+            inputs=(TensorSpec(in_name, ("batch", 3, size, size)),),
+            outputs=tuple(TensorSpec(n, ("batch", *s)) for n, s in out_shapes))
+        log.info("%s: converted, parity %s", stage,
+                 ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+    if "license" in sources:
+        (out_dir / "LICENSE").write_bytes(sources["license"].read_bytes())
+    manifest = Manifest(
+        model=MODEL_NAME, stages=stages,
+        preprocessing={"detector": {"size": 224, "range": [-1.0, 1.0], "letterbox": True,
+                                    "channels": "RGB"},
+                       "landmarks": {"size": 256, "range": [0.0, 1.0], "border": "replicate",
+                                     "channels": "RGB"}},
+        body={}, heads={"landmarks": 39, "pose_landmarks": 33, "anchors": 2254},
+        config={"source": f"{SOURCE_PACKAGE}=={SOURCE_VERSION}"})
+    manifest.save(out_dir)
+    provenance = {
+        "source_package": SOURCE_PACKAGE, "source_version": SOURCE_VERSION,
+        "source_wheel": wheel.name, "source_wheel_sha256": sha256_of(wheel),
+        "license": LICENSE, "license_file": "LICENSE",
+        "model_card": "BlazePose (Bazarevsky et al., 2020, arXiv:2006.10204); MediaPipe "
+                      "pose model card: https://developers.google.com/mediapipe",
+        "files": {stage: {"source": member, "source_sha256": digest,
+                          "onnx": stages[stage].file, "onnx_sha256": stages[stage].sha256}
+                  for stage, (member, digest) in SOURCE_FILES.items()},
+        "converter": "hmr_ros.detect.tflite_graph (TFLite graph -> torch -> ONNX opset 17)",
+        "parity_max_difference": parity,
+        "regenerate": "hmr-ros detector fetch --force",
+        "converted_in_s": round(time.perf_counter() - t0, 1),
+    }
+    (out_dir / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2) + "\n")
     return out_dir
 
 

@@ -53,7 +53,8 @@ assert len(ANCHORS) == 2254
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -100.0, 100.0)))
+    # clipped as MediaPipe clips scores (at 100); at 80 float32 exp cannot overflow
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
 
 
 # --- detector --------------------------------------------------------------------------------

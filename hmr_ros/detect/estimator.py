@@ -17,6 +17,7 @@ GPUs), from a model directory written by :func:`hmr_ros.detect.convert.convert`.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -170,7 +171,7 @@ class PoseKeypointDetector:
                 self._since_detect = 0
                 for det in found:
                     roi = roi_from_detection(det)
-                    if all(box_iou(roi.box(), r.box()) < p.same_person_iou for r in rois):
+                    if not any(_same_region(roi, r) for r in rois):
                         rois.append(roi)
             else:
                 self._since_detect += 1
@@ -197,6 +198,13 @@ class PoseKeypointDetector:
         timing["total"] = time.perf_counter() - t0
         self.stats.timing = timing
         return people
+
+
+def _same_region(a: Roi, b: Roi) -> bool:
+    """Two regions look at the same person when their centres (the hips) are closer than a
+    quarter of the smaller region: different people's hips are at least a body width apart.
+    (Overlap would not do: a region spans the whole body and neighbours' regions overlap.)"""
+    return math.hypot(a.cx - b.cx, a.cy - b.cy) < 0.25 * min(a.side, b.side)
 
 
 def _drop_duplicates(people: List[PersonKeypoints], iou: float) -> List[PersonKeypoints]:

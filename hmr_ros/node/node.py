@@ -19,6 +19,7 @@ import collections
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -482,6 +483,29 @@ def _stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+def _load_detector(config: NodeConfig):
+    """The keypoint detector the parameters ask for, or None (the whole frame is one person).
+    ``auto`` takes BlazePose when it is installed and says so either way."""
+    if config.person_detector == "none":
+        return None
+    from hmr_ros.detect import DetectorParams, PoseKeypointDetector, default_model_dir
+
+    model_dir = config.detector_model_dir or str(default_model_dir())
+    if config.person_detector == "auto" and not (Path(model_dir) / "manifest.json").is_file():
+        log.warning("person_detector auto: BlazePose is not installed in %s (hmr-ros detector "
+                    "fetch); without a detections topic the whole frame is one person", model_dir)
+        return None
+    detector = PoseKeypointDetector(
+        model_dir, backend=config.backend if config.backend != "torch" else "onnxruntime",
+        threads=config.threads or None,
+        params=DetectorParams(min_detection_score=config.detector_min_score,
+                              max_persons=config.max_persons,
+                              detect_every=config.detector_every,
+                              detector_tile=config.detector_tile))
+    log.info("person detector: BlazePose from %s on %s", model_dir, detector.backend.name)
+    return detector
+
+
 def _load_pipeline(config: NodeConfig) -> Tuple[Any, Any, str]:
     """The default model loading: body model, runner on the configured backend, pipeline."""
     from hmr_ros.body import load_body_model
@@ -500,7 +524,7 @@ def _load_pipeline(config: NodeConfig) -> Tuple[Any, Any, str]:
                             track=config.track, smooth=config.smooth,
                             smooth_min_cutoff=config.smooth_min_cutoff,
                             smooth_beta=config.smooth_beta)
-    pipeline = FramePipeline(runner, params)
+    pipeline = FramePipeline(runner, params, keypoint_detector=_load_detector(config))
     if pipeline.tracker is not None:
         pipeline.tracker.min_hits = config.track_min_hits
         pipeline.tracker.max_age = config.track_max_age

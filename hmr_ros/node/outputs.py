@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from hmr_ros.body.keypoints import coco18_from_coco17
 from hmr_ros.transport import types
 
 __all__ = ["BodyIds", "header_message", "human_mesh_array", "rep155_messages", "tf_message",
@@ -123,6 +124,32 @@ def human_mesh_array(result: Any, header: Any, body_ids: Sequence[Tuple[str, boo
                       visibility=visibility), visibility
 
 
+def _skeleton_points(person: Any, width: int, height: int) -> List[Tuple[float, float, float]]:
+    """The 18 OpenPose-COCO points (normalised x, y, confidence): the keypoint model's when a
+    detector ran (its confidence), else the mesh's projected joints (part visibility as the
+    confidence; the face points, which the joints lack, at confidence 0). Points outside the
+    image or not finite get confidence 0."""
+    detected = getattr(person, "detected_keypoints", None)
+    if detected is not None:
+        pts = coco18_from_coco17(np.asarray(detected, np.float64))
+        xy, conf = pts[:, :2], pts[:, 2]
+    else:
+        kp = np.asarray(person.keypoints2d, np.float64)
+        vis = np.asarray(person.visibility, np.float64)
+        idx = np.array(COCO18_FROM_SMPL)
+        xy = np.where((idx >= 0)[:, None], kp[np.maximum(idx, 0)], 0.0)
+        conf = np.where(idx >= 0, vis[np.maximum(idx, 0)], 0.0)
+    out = []
+    for (x, y), c in zip(xy, conf):
+        x, y = float(x) / width, float(y) / height
+        finite = np.isfinite(x) and np.isfinite(y)
+        inside = finite and 0.0 <= x <= 1.0 and 0.0 <= y <= 1.0
+        out.append((min(max(x, 0.0), 1.0) if finite else 0.0,
+                    min(max(y, 0.0), 1.0) if finite else 0.0,
+                    float(np.clip(np.nan_to_num(c), 0, 1)) if inside else 0.0))
+    return out
+
+
 def _euler_xyz(R: np.ndarray) -> np.ndarray:
     """Intrinsic x-y-z Euler angles of rotation matrices (..., 3, 3): R = Rx(a) Ry(b) Rz(c)."""
     b = np.arcsin(np.clip(R[..., 0, 2], -1.0, 1.0))
@@ -145,19 +172,7 @@ def rep155_messages(result: Any, header: Any, body_ids: Sequence[Tuple[str, bool
                          xmin=float(np.clip(x0 / width, 0, 1)), ymin=float(np.clip(y0 / height, 0, 1)),
                          xmax=float(np.clip(x1 / width, 0, 1)), ymax=float(np.clip(y1 / height, 0, 1)),
                          c=float(np.clip(person.score, 0, 1)))
-        kp = np.asarray(person.keypoints2d, np.float64)
-        vis = np.asarray(person.visibility, np.float64)
-        points = []
-        for j in COCO18_FROM_SMPL:
-            if j < 0:
-                points.append(_Point2D(x=0.0, y=0.0, c=0.0))
-                continue
-            x, y = float(kp[j, 0] / width), float(kp[j, 1] / height)
-            finite = np.isfinite(x) and np.isfinite(y)
-            inside = finite and 0.0 <= x <= 1.0 and 0.0 <= y <= 1.0
-            points.append(_Point2D(x=min(max(x, 0.0), 1.0) if finite else 0.0,
-                                   y=min(max(y, 0.0), 1.0) if finite else 0.0,
-                                   c=float(np.clip(vis[j], 0, 1)) if inside else 0.0))
+        points = [_Point2D(x=x, y=y, c=c) for x, y, c in _skeleton_points(person, width, height)]
         skeleton = types.make("hri_msgs/msg/Skeleton2D", header=header, skeleton=points)
         angles = _euler_xyz(np.asarray(person.rel_rotmats, np.float64)).reshape(-1)
         names = [f"{j}_{axis}_{bid}" for j in SMPL_JOINTS for axis in ("rx", "ry", "rz")]

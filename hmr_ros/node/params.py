@@ -79,6 +79,17 @@ PARAMS: Tuple[Param, ...] = (
           minimum=0, maximum=256),
     Param("body_model", "procedural", "'procedural' (licence-free, what the bundled model was "
           "trained on) or the path of your SMPL .npz/.pkl"),
+    Param("person_detector", "auto", "where people come from without a detections topic: "
+          "blazepose (2D keypoints too), none (the whole frame is one person), auto = blazepose "
+          "when installed (hmr-ros detector fetch)", choices=("auto", "blazepose", "none")),
+    Param("detector_model_dir", "", "converted BlazePose folder; empty = the fetched default"),
+    Param("detector_every", 3, "frames between detector runs while people are tracked by their "
+          "keypoints (1 = every frame)", minimum=1, maximum=1000),
+    Param("detector_tile", 0, "also run the detector on tiles of this many pixels, for people "
+          "smaller than about a sixth of the frame; 0 = whole frame only",
+          minimum=0, maximum=16384),
+    Param("detector_min_score", 0.5, "detector score to start looking at a person",
+          minimum=0.0, maximum=1.0),
     # pipeline
     Param("max_persons", 5, "people processed per frame (highest scores first)",
           minimum=1, maximum=64),
@@ -102,7 +113,7 @@ PARAMS: Tuple[Param, ...] = (
     Param("compressed", False, "subscribe to sensor_msgs/CompressedImage on "
           "<image_topic>/compressed instead of a raw Image"),
     Param("detections_topic", "", "vision_msgs/Detection2DArray of person boxes matched to the "
-          "image by stamp; empty = no external detections (the whole frame is one person)"),
+          "image by stamp; empty = no external detections (person_detector finds people)"),
     Param("detection_classes", "person", "comma-separated class ids taken from detections; "
           "empty = every class"),
     Param("input_qos", "sensor_data", "QoS of the inputs: sensor_data, default, or e.g. "

@@ -1,7 +1,9 @@
 """The per-frame pipeline shared by the node, the evaluation and the demos.
 
 One frame in (RGB image, optional intrinsics, optional person boxes, header), a list of people
-out (:class:`FrameResult`). Bad input never raises: the frame is skipped with a logged reason
+out (:class:`FrameResult`). People come from the boxes handed in (a ``detections`` topic), else
+from the keypoint detector when the pipeline has one, else the whole frame is one person; with
+a detector, each person also carries the keypoint model's 2D keypoints. Bad input never raises: the frame is skipped with a logged reason
 carrying its stamp, and the pipeline serves the next frame.
 """
 
@@ -15,7 +17,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .boxes import Box, select_boxes, whole_frame
+from .boxes import Box, iou_matrix, select_boxes, whole_frame
 from .camera import crop_to_full_translation, project, resolve_intrinsics
 from .crop import crop_batch, square_geometry
 from .results import FrameResult, Header, PersonResult
@@ -52,8 +54,12 @@ class PipelineParams:
 class FramePipeline:
     """Boxes -> crops -> regressor (stages + kernels) -> full-frame results, tracked."""
 
-    def __init__(self, regressor, params: PipelineParams = PipelineParams()):
+    def __init__(self, regressor, params: PipelineParams = PipelineParams(),
+                 keypoint_detector=None):
+        """``keypoint_detector``: a :class:`hmr_ros.detect.PoseKeypointDetector` (or anything
+        called as ``detector(image, boxes=None) -> [person with .box, .score, .coco17]``)."""
         self.regressor = regressor
+        self.keypoint_detector = keypoint_detector
         self.params = params
         prep = regressor.manifest.preprocessing
         self.crop_size = int(prep["crop_size"])
@@ -92,10 +98,23 @@ class FramePipeline:
             notes.append("camera intrinsics unusable (non-finite, or focal length / principal "
                          "point out of range): "
                          "focal length assumed")
-        chosen = select_boxes(list(boxes) if boxes is not None else [whole_frame(width, height)],
-                              width, height, self.params.score_threshold,
-                              self.params.min_box_size, self.params.max_persons, notes)
         timing = {}
+        found = None
+        if boxes is None and self.keypoint_detector is not None:
+            found = self.keypoint_detector(image)
+            boxes = [Box(*(float(v) for v in q.box), score=float(q.score)) for q in found]
+        elif boxes is None:
+            boxes = [whole_frame(width, height)]
+        chosen = select_boxes(list(boxes), width, height, self.params.score_threshold,
+                              self.params.min_box_size, self.params.max_persons, notes)
+        if self.keypoint_detector is not None:
+            if found is None and chosen:  # boxes from a topic: keypoints for exactly those
+                found = self.keypoint_detector(image, boxes=[b.as_array() for b in chosen])
+            keypoints = _match_keypoints(chosen, found or [])
+            timing["detector"] = time.perf_counter() - t0
+        else:
+            keypoints = [None] * len(chosen)
+        t_crop = time.perf_counter()
         if not chosen:
             if self.tracker is not None:  # nobody this frame: tracks age (and die) all the same
                 self.tracker.update([])
@@ -107,7 +126,7 @@ class FramePipeline:
         geoms = [square_geometry(b, self.crop_size, self.params.context) for b in chosen]
         crops = crop_batch(image, geoms, self.mean, self.std,
                            getattr(self.regressor, "placement", None))
-        timing["preprocess"] = time.perf_counter() - t0
+        timing["preprocess"] = time.perf_counter() - t_crop
         out = self.regressor(crops, self._z[: len(chosen)], mode=self.params.mode)
         timing.update(out.get("timing", {}))
         t1 = time.perf_counter()
@@ -138,12 +157,30 @@ class FramePipeline:
                 rel_rotmats=rel[i], betas=betas[i], transl=transl[i], vertices=v, joints=j,
                 keypoints2d=project(j, intr), visibility=out["omega"][i],
                 hypothesis=int(out["best"][i]),
-                match_scores=None if scores is None else scores[i]))
+                match_scores=None if scores is None else scores[i],
+                detected_keypoints=keypoints[i]))
         timing["postprocess"] = time.perf_counter() - t1
         timing["total"] = time.perf_counter() - t0
         return FrameResult(header=header, persons=tuple(persons), timing=timing,
                            assumed_intrinsics=intr.assumed, intrinsics=intr.matrix(),
                            notes=tuple(notes))
+
+
+def _match_keypoints(chosen: Sequence[Box], people) -> list:
+    """Each chosen box's keypoints: the detected person whose box overlaps it most (IoU >= 0.3),
+    each person used once; None where nobody matches."""
+    if not people:
+        return [None] * len(chosen)
+    iou = iou_matrix(list(chosen), [Box(*(float(v) for v in q.box)) for q in people])
+    out = [None] * len(chosen)
+    for _ in range(min(len(chosen), len(people))):
+        i, j = np.unravel_index(np.argmax(iou), iou.shape)
+        if iou[i, j] < 0.3:
+            break
+        out[i] = np.asarray(people[j].coco17, np.float32)
+        iou[i, :] = -1.0
+        iou[:, j] = -1.0
+    return out
 
 
 def check_image(image) -> Optional[str]:

@@ -34,6 +34,8 @@ class PersonResult:
     visibility: np.ndarray  # (24,) ω in [0, 1]
     hypothesis: int  # chosen global-branch hypothesis (-1: visible-only mode)
     match_scores: Optional[np.ndarray] = None  # (K,) eq. 4 scores when matching ran
+    #: the keypoint model's COCO-17 points (x, y pixels, confidence), when a detector ran
+    detected_keypoints: Optional[np.ndarray] = None
 
     @property
     def global_orient(self) -> np.ndarray:
