@@ -16,8 +16,18 @@ Terms and their definitions:
 * ``abs_pose``: L1 between the visible head's absolute rotation matrices and the GT absolute
   rotations (eq. 2, "SMPL-abs"), all parts;
 * ``visibility``: L1 between ω and the GT visibility of eq. 1;
-* ``exp_pose``: mean over the K hypotheses of the L1 between their relative rotation matrices and
-  the GT (eq. 3, "SMPL-exp");
+* ``exp_pose``: L1 between the *expectation* of the global branch's K hypotheses and the GT
+  (eq. 3, "SMPL-exp": ``|E_k θ_k - θ_gt|``, "the L1 loss of the expectation of SMPL
+  parameters of multiple hypotheses"), see ``expectation_pose_loss``. The expectation of the
+  parent-relative rotations ``hyp_rel`` (B x K x 24 x 3 x 3, all K, the z = 0 mode-like
+  hypothesis included) is their chordal mean: the element-wise mean of the matrices projected
+  back onto SO(3); the term is the element-wise L1 of that mean rotation to the GT matrices
+  (the representation ``abs_pose`` uses). It is zero whenever the hypotheses are spread
+  symmetrically about the GT (e.g. GT·R and GT·R^T, R turning less than 90°), so, unlike an L1
+  of every hypothesis to the GT (the term before issue 12, which pulled each random sample
+  onto the GT and collapsed the spread eq. 4's matching needs), it moves only the centre of
+  the set; the spread is left to ``nll``. The mode-like z = 0 hypothesis has no term of its
+  own (it never had). With K = 1 the two definitions coincide;
 * ``nll``: negative log-likelihood of the GT pose under the flow (eq. 3), per sample;
 * ``joints3d``: L1 of root-relative joints of the merged mesh;
 * ``keypoints2d``: L1 of the weak-perspective projection of the merged joints vs GT keypoints in
@@ -44,7 +54,8 @@ from hmr_ros.kernels import torch_ops as ops
 
 from .camera import weak_perspective_project
 
-__all__ = ["LossWeights", "VisHMRLoss", "atlas_to_charts", "visibility_ground_truth"]
+__all__ = ["LossWeights", "VisHMRLoss", "atlas_to_charts", "expectation_pose_loss",
+           "visibility_ground_truth"]
 
 _PARENTS = [int(p) for p in PARENTS]
 
@@ -110,7 +121,7 @@ class VisHMRLoss(nn.Module):
             terms["visibility"] = (outputs["omega"] - targets["visibility"]).abs().mean()
         # 2. Eq. 3: expected pose over the hypotheses, NLL of the GT
         if rel_gt is not None:
-            terms["exp_pose"] = (outputs["hyp_rel"] - rel_gt[:, None]).abs().mean()
+            terms["exp_pose"] = expectation_pose_loss(outputs["hyp_rel"], rel_gt)
             if self.weights.nll > 0:
                 if "gt_pose_loglik" not in outputs:
                     raise ValueError("nll loss needs outputs['gt_pose_loglik']: call the model "
@@ -133,6 +144,52 @@ class VisHMRLoss(nn.Module):
         weights = self.weights.to_dict()
         terms["total"] = sum(weights[name] * value for name, value in terms.items())
         return terms
+
+
+#: ``expectation_pose_loss`` projects a mean only while det(mean) > this (the mean of rotations
+#: has singular values <= 1, so this also bounds the smallest one from below: the projection's
+#: Jacobian stays below ~1 / EXP_MIN_DET); means of sets spread wider keep the raw mean
+EXP_MIN_DET = 0.05
+_POLAR_ITERATIONS = 10
+
+
+def expectation_pose_loss(hyp_rel: Tensor, rel_gt: Tensor) -> Tensor:
+    """Eq. 3's ``L_SMPL-exp = |E_k θ_k - θ_gt|_1`` on rotation matrices.
+
+    hyp_rel B x K x J x 3 x 3 (the K hypotheses), rel_gt B x J x 3 x 3 -> scalar (mean over batch,
+    joints and the 9 entries).
+
+    Representation: the expectation of the hypotheses is their *chordal mean*, the orthogonal
+    polar factor (nearest rotation in Frobenius norm) of the element-wise mean matrix
+    ``M = mean_k R_k``. The raw mean is not a rotation: it shrinks towards 0 as the hypotheses
+    spread (``mean(R(a), R(-a)) = diag(1, cos a, cos a)`` about x), so ``|M - R_gt|`` is
+    only minimised by collapsing the set onto one rotation -- optimised alone it collapses the
+    hypotheses as the per-hypothesis L1 does, just more slowly (tests/test_losses_expectation).
+    The polar factor of ``M = R S`` (S symmetric positive) is ``R`` whatever the spread, so the
+    term only sees the centre of the set. It is computed with the scaled Newton iteration
+    ``X <- (γX + X^-T / γ) / 2`` (smooth, differentiable, exact at a rotation: no SVD, whose
+    gradient is undefined for the repeated singular values of identical hypotheses). For a
+    joint whose mean has ``det(M) <= EXP_MIN_DET`` (hypotheses spread over most of SO(3), where
+    the projection is ill conditioned or a reflection) the raw mean ``M`` is compared instead.
+    Computed in float32.
+
+    ProHMR, whose flow branch VisHMR follows, instead averages the *losses* of its samples
+    (``E_k |θ_k - θ_gt|``, the definition used here before issue 12); VisHMR's text ("the L1
+    loss of the expectation of SMPL parameters of multiple hypotheses") is the loss of the
+    expectation, implemented here.
+    """
+    mean = hyp_rel.float().mean(dim=1)
+    gt = rel_gt.float()
+    ok = torch.linalg.det(mean) > EXP_MIN_DET
+    eye = torch.eye(3, dtype=mean.dtype, device=mean.device).expand_as(mean)
+    x = torch.where(ok[..., None, None], mean, eye)  # nothing ill-conditioned is inverted
+    for _ in range(_POLAR_ITERATIONS):
+        inv_t = torch.linalg.inv_ex(x).inverse.transpose(-1, -2)  # no host sync on CUDA
+        gamma = (inv_t.flatten(-2).norm(dim=-1) / x.flatten(-2).norm(dim=-1)).sqrt()
+        gamma = gamma[..., None, None]
+        x = 0.5 * (gamma * x + inv_t / gamma)
+    expected = torch.where(ok[..., None, None], x, mean)
+    return (expected - gt).abs().mean().to(hyp_rel.dtype)
 
 
 def atlas_to_charts(iuv: Tensor, num_parts: int, fg_threshold: float = 0.5):
