@@ -26,10 +26,9 @@ Training on synthetic renders (``train.data.adapt_synthetic``) resizes the whole
 torch's antialiased bilinear filter (``F.interpolate(..., antialias=True)``, area-like when
 shrinking), not the kernel: for the 128 px renders of ``vishmr_light`` (crop 96, a 4:3 shrink)
 the two differ by a light blur; real datasets (``data.formats.geometry.warp_crop``) use OpenCV's
-bilinear ``warpAffine`` without antialiasing, like the kernel, but centre-aligned (box centre ->
-crop pixel (L - 1) / 2), where ``CropGeometry.crop_to_image`` maps crop pixel x to image
-``x0 + x * size / out`` (a ``(size / out - 1) / 2`` image-pixel shift towards the top left). The
-IUV head's accuracy samples the GT IUV through the same geometry.
+bilinear ``warpAffine`` without antialiasing, like the kernel, and centre-aligned (box centre ->
+crop pixel (L - 1) / 2), as ``CropGeometry.crop_to_image`` is. The IUV head's accuracy samples
+the GT IUV through the same geometry.
 
 "Invisible" is ω_gt < 0.1, i.e. under 5% of the part's atlas texels seen (eq. 1). Not ω_gt < 0.5:
 eq. 1 rarely reaches 1 even for fully visible parts (a view shows about half of a part, sampled

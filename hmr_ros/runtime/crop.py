@@ -24,15 +24,19 @@ class CropGeometry:
     out: int
 
     def crop_to_image(self) -> np.ndarray:
-        """2x3 affine mapping crop pixel coordinates to image pixel coordinates."""
+        """2x3 affine mapping crop pixel coordinates to image pixel coordinates, pixel centres
+        at integers on both sides (the crop kernel's convention): crop pixel ``u`` covers
+        ``[u, u + 1)`` of the crop's ``out`` pixels, i.e. image ``x0 + (u + 0.5) s - 0.5``
+        with ``x0 = cx - size / 2``, as a resize of the square would place it."""
         s = self.size / self.out
-        return np.array([[s, 0.0, self.cx - 0.5 * self.size],
-                         [0.0, s, self.cy - 0.5 * self.size]])
+        return np.array([[s, 0.0, self.cx - 0.5 * self.size + 0.5 * s - 0.5],
+                         [0.0, s, self.cy - 0.5 * self.size + 0.5 * s - 0.5]])
 
     def image_to_crop(self) -> np.ndarray:
+        """Inverse of :meth:`crop_to_image`."""
         s = self.out / self.size
-        return np.array([[s, 0.0, -(self.cx - 0.5 * self.size) * s],
-                         [0.0, s, -(self.cy - 0.5 * self.size) * s]])
+        t = self.crop_to_image()[:, 2]
+        return np.array([[s, 0.0, -t[0] * s], [0.0, s, -t[1] * s]])
 
     def normalised_to_image(self, xy: np.ndarray) -> np.ndarray:
         """Crop-normalised coordinates in [-1, 1] -> image pixels."""
