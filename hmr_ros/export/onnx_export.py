@@ -20,6 +20,8 @@ from .trt_support import check_tensorrt_compat
 
 STAGE_A_INPUTS = ("images",)
 STAGE_B_INPUTS = ("uv_features", "pooled", "z")
+#: the keypoint-conditioned variant's stage B also takes (B, 17, 3) crop-normalised keypoints
+STAGE_B_KEYPOINT_INPUTS = STAGE_B_INPUTS + ("keypoints",)
 
 
 def _stage_modules(model):
@@ -40,8 +42,8 @@ def _stage_modules(model):
             super().__init__()
             self.m = m
 
-        def forward(self, uv_features, pooled, z):
-            out = self.m.stage_b(uv_features, pooled, z)
+        def forward(self, uv_features, pooled, z, keypoints=None):
+            out = self.m.stage_b(uv_features, pooled, z, keypoints)
             return tuple(out[k] for k in STAGE_B_OUTPUTS)
 
     # eval(): the exporter restores each wrapper's mode on everything inside it afterwards, and
@@ -93,13 +95,15 @@ def export_vishmr(model, out_dir: Union[str, Path], opset: int = 17,
         features, iuv, pooled = model.stage_a(images)
         uv = torch_ops.iuv_warp(features, iuv, cfg.uv_size, cfg.fg_threshold)
         z = torch.zeros(2, cfg.num_hypotheses, POSE_DIM)
+        keypoint_input = bool(getattr(cfg, "keypoint_input", False))
+        b_inputs = STAGE_B_KEYPOINT_INPUTS if keypoint_input else STAGE_B_INPUTS
+        b_args = (uv, pooled, z) + ((torch.zeros(2, 17, 3),) if keypoint_input else ())
         _export_one(stage_a, (images,), out / "stage_a.onnx", STAGE_A_INPUTS, STAGE_A_OUTPUTS,
                     opset)
-        _export_one(stage_b, (uv, pooled, z), out / "stage_b.onnx", STAGE_B_INPUTS,
-                    STAGE_B_OUTPUTS, opset)
+        _export_one(stage_b, b_args, out / "stage_b.onnx", b_inputs, STAGE_B_OUTPUTS, opset)
     stages = {}
     for name, inputs, outputs in (("stage_a", STAGE_A_INPUTS, STAGE_A_OUTPUTS),
-                                  ("stage_b", STAGE_B_INPUTS, STAGE_B_OUTPUTS)):
+                                  ("stage_b", b_inputs, STAGE_B_OUTPUTS)):
         path = out / f"{name}.onnx"
         if check_tensorrt:
             problems = check_tensorrt_compat(path)
@@ -122,7 +126,8 @@ def export_vishmr(model, out_dir: Union[str, Path], opset: int = 17,
         heads={"num_hypotheses": cfg.num_hypotheses, "pose_dim": POSE_DIM,
                "atlas_size": cfg.uv_size, "fg_threshold": cfg.fg_threshold,
                "feature_channels": int(features.shape[1]), "pooled_channels": int(pooled.shape[1]),
-               "feature_size": int(features.shape[-1])},
+               "feature_size": int(features.shape[-1]),
+               "keypoint_input": "coco17_crop_normalised" if keypoint_input else None},
         config=asdict(cfg),
         opset=opset,
     )

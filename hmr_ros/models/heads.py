@@ -6,7 +6,7 @@ Each head is one job of the paper's Fig. 2; they hold no body-model or merge log
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -162,7 +162,8 @@ class VisibleHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, uv_size: int, dim: int = 128, heads: int = 4,
-                 layers: int = 2, num_downsample: int = 2, num_parts: int = NUM_JOINTS) -> None:
+                 layers: int = 2, num_downsample: int = 2, num_parts: int = NUM_JOINTS,
+                 condition_dim: int = 0) -> None:
         super().__init__()
         convs = []
         for k in range(num_downsample):
@@ -183,11 +184,20 @@ class VisibleHead(nn.Module):
         self.out = PartLinear(num_parts, dim, 7)
         with torch.no_grad():
             self.out.bias[:, :6] = torch.tensor(IDENTITY_6D)
+        # optional conditioning vector (the keypoint embedding): one more token to attend to,
+        # and a shift of every part query
+        self.condition = nn.Linear(condition_dim, 2 * dim) if condition_dim else None
 
-    def forward(self, uv_features: Tensor) -> Tuple[Tensor, Tensor]:
-        """B x (C+3) x S x S -> (abs 6D B x J x 6, visibility logits B x J)."""
+    def forward(self, uv_features: Tensor, condition: Optional[Tensor] = None
+                ) -> Tuple[Tensor, Tensor]:
+        """B x (C+3) x S x S (and B x condition_dim) -> (abs 6D B x J x 6, visibility logits
+        B x J)."""
         tokens = self.reduce(uv_features).flatten(2).transpose(1, 2) + self.pos_embed  # B x N x D
         queries = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)  # B x J x D
+        if self.condition is not None and condition is not None:
+            token, shift = self.condition(condition).chunk(2, dim=-1)
+            tokens = torch.cat([tokens, token.unsqueeze(1)], dim=1)
+            queries = queries + shift.unsqueeze(1)
         for layer in self.layers:
             queries = layer(queries, tokens)
         out = self.out(self.norm(queries))  # B x J x 7

@@ -26,12 +26,14 @@ import torch
 from torch import Tensor, nn
 
 from hmr_ros.body.constants import NUM_JOINTS, PARENTS
+from hmr_ros.body.keypoints import NUM_COCO17
 from hmr_ros.body.uv_atlas import chart_placement
 from hmr_ros.kernels import torch_ops as ops
 
 from .backbones import (BACKBONE_NAMES, IMAGE_MEAN, IMAGE_STD, RESNET_SPECS,  # noqa: F401
                         backbone_normalization, build_backbone, resnet)
 from .flow import ConditionalFlow
+from .keypoint_encoder import KeypointEncoder
 from .heads import IDENTITY_6D, IUVHead, ShapeCameraHead, VisibleHead
 
 __all__ = ["MERGE_MODES", "POSE_DIM", "STAGE_A_OUTPUTS", "STAGE_B_OUTPUTS", "VisHMRConfig",
@@ -67,6 +69,11 @@ class VisHMRConfig:
     attn_layers: int = 2
     uv_downsample: int = 2  # strided convs before attention: S -> S / 4 tokens per side
     fg_threshold: float = 0.5  # I above this = foreground, for the warp
+    #: keypoint-conditioned variant (not in the paper): stage B also takes the person's COCO-17
+    #: keypoints from a 2D detector, embedded (``keypoint_encoder``) into the global branch's
+    #: context, the shape/camera head and the visible head (models/README.md explains why)
+    keypoint_input: bool = False
+    keypoint_dim: int = 128
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONE_NAMES:
@@ -130,14 +137,17 @@ class VisHMR(nn.Module):
         offsets, scale = chart_placement(NUM_JOINTS)
         self.iuv_head = IUVHead(context_dim, config.deconv_channels, config.num_deconv,
                                 chart_offsets=offsets, chart_scale=scale)
-        # 2. Stage B: visible head, flow, shape/camera head
+        # 2. Stage B: visible head, flow, shape/camera head (+ keypoint encoder)
+        kp_dim = config.keypoint_dim if config.keypoint_input else 0
+        self.keypoint_encoder = KeypointEncoder(kp_dim) if kp_dim else None
         self.visible_head = VisibleHead(
             config.uv_channels, config.uv_size, dim=config.attn_dim, heads=config.attn_heads,
             layers=config.attn_layers, num_downsample=config.uv_downsample,
+            condition_dim=kp_dim,
         )
-        self.flow = ConditionalFlow(POSE_DIM, context_dim, config.flow_blocks,
+        self.flow = ConditionalFlow(POSE_DIM, context_dim + kp_dim, config.flow_blocks,
                                     config.flow_hidden, config.flow_scale_bound)
-        self.shape_camera_head = ShapeCameraHead(context_dim, config.head_hidden)
+        self.shape_camera_head = ShapeCameraHead(context_dim + kp_dim, config.head_hidden)
         # the flow models offsets from the identity pose: its z = 0 output is then a valid pose
         # from the first step, not the degenerate 6D zero vector
         self.register_buffer("pose_mean", torch.tensor(IDENTITY_6D).repeat(NUM_JOINTS),
@@ -167,19 +177,33 @@ class VisHMR(nn.Module):
         return features, iuv, layer4.mean(dim=(2, 3)), {"part_logits": logits,
                                                         "part_uv": part_uv}
 
-    def stage_b(self, uv_features: Tensor, pooled: Tensor, z: Tensor) -> Dict[str, Tensor]:
-        """F_UV B x 259 x S x S, context B x C_pool, latents B x K x 144 -> heads' outputs.
+    def context(self, pooled: Tensor, keypoints: Optional[Tensor] = None):
+        """(global context, keypoint embedding or None): the pooled image feature, with the
+        keypoint embedding appended in the keypoint-conditioned variant (no keypoints given =
+        all confidences 0, the embedding of "no detector")."""
+        if self.keypoint_encoder is None:
+            return pooled, None
+        if keypoints is None:
+            keypoints = pooled.new_zeros(pooled.shape[0], NUM_COCO17, 3)
+        embed = self.keypoint_encoder(keypoints)
+        return torch.cat([pooled, embed], dim=1), embed
+
+    def stage_b(self, uv_features: Tensor, pooled: Tensor, z: Tensor,
+                keypoints: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """F_UV B x 259 x S x S, context B x C_pool, latents B x K x 144 (and, keypoint variant,
+        B x 17 x 3 crop-normalised keypoints) -> heads' outputs.
 
         ``abs_vis`` B x 24 x 3 x 3 (camera frame), ``omega`` B x 24 in [0, 1], ``hyp_rel``
         B x K x 24 x 3 x 3 (parent-relative, root = global orientation), ``hyp_loglik`` B x K,
         ``betas`` B x 10, ``cam`` B x 3 (s, tx, ty).
         """
+        context, embed = self.context(pooled, keypoints)
         # 1. Visible branch: absolute rotations and visibility per part
-        rot6d_vis, vis_logit = self.visible_head(uv_features)
+        rot6d_vis, vis_logit = self.visible_head(uv_features, embed)
         # 2. Global branch: K flow hypotheses for the given latents
-        x, hyp_loglik = self.flow.sample(z, pooled)  # B x K x 144, B x K
+        x, hyp_loglik = self.flow.sample(z, context)  # B x K x 144, B x K
         hyp_6d = (x + self.pose_mean).reshape(x.shape[0], x.shape[1], NUM_JOINTS, 6)
-        betas, cam = self.shape_camera_head(pooled)
+        betas, cam = self.shape_camera_head(context)
         return {
             "abs_vis": ops.rot6d_to_matrix(rot6d_vis),
             "omega": torch.sigmoid(vis_logit),
@@ -232,7 +256,8 @@ class VisHMR(nn.Module):
 
     def forward(self, images: Tensor, z: Optional[Tensor] = None, gt_iuv: Optional[Tensor] = None,
                 mode: str = "ks_matched",
-                gt_rel_rotmats: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                gt_rel_rotmats: Optional[Tensor] = None,
+                keypoints: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Everything at once (training, torch inference).
 
         Returns stage A's ``features``, ``iuv``, ``pooled``; ``uv_features``; the latents ``z``
@@ -248,11 +273,11 @@ class VisHMR(nn.Module):
                                    self.config.fg_threshold)
         if z is None:
             z = self.default_z(images.shape[0], device=images.device, dtype=images.dtype)
-        out_b = self.stage_b(uv_features, pooled, z)
+        out_b = self.stage_b(uv_features, pooled, z, keypoints)
         out = {"features": features, "iuv": iuv, "pooled": pooled, "uv_features": uv_features,
                "z": z, **raw_iuv, **out_b, **self.merge(out_b, mode)}
         if gt_rel_rotmats is not None:
-            out["gt_pose_loglik"] = self.pose_log_prob(gt_rel_rotmats, pooled)
+            out["gt_pose_loglik"] = self.pose_log_prob(gt_rel_rotmats, pooled, keypoints)
         return out
 
     def default_z(self, batch: int, device=None, dtype=None,
@@ -263,10 +288,11 @@ class VisHMR(nn.Module):
         z[:, 0] = 0
         return z
 
-    def pose_log_prob(self, rel_rotmats: Tensor, pooled: Tensor) -> Tensor:
+    def pose_log_prob(self, rel_rotmats: Tensor, pooled: Tensor,
+                      keypoints: Optional[Tensor] = None) -> Tensor:
         """log p(pose | c) under the flow: B x 24 x 3 x 3 -> B (or B x K x ... -> B x K)."""
         x = ops.matrix_to_rot6d(rel_rotmats).flatten(-2) - self.pose_mean
-        return self.flow.log_prob(x, pooled)
+        return self.flow.log_prob(x, self.context(pooled, keypoints)[0])
 
     def lbs(self, betas: Tensor, rel_rotmats: Tensor):
         """SMPL forward with this model's body: (vertices B x V x 3, joints B x 24 x 3)."""

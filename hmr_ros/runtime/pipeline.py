@@ -127,7 +127,10 @@ class FramePipeline:
         crops = crop_batch(image, geoms, self.mean, self.std,
                            getattr(self.regressor, "placement", None))
         timing["preprocess"] = time.perf_counter() - t_crop
-        out = self.regressor(crops, self._z[: len(chosen)], mode=self.params.mode)
+        kwargs = {}
+        if getattr(self.regressor, "takes_keypoints", False):
+            kwargs["keypoints"] = crop_keypoints(keypoints, geoms)
+        out = self.regressor(crops, self._z[: len(chosen)], mode=self.params.mode, **kwargs)
         timing.update(out.get("timing", {}))
         t1 = time.perf_counter()
         centers = np.array([[g.cx, g.cy] for g in geoms])
@@ -164,6 +167,25 @@ class FramePipeline:
         return FrameResult(header=header, persons=tuple(persons), timing=timing,
                            assumed_intrinsics=intr.assumed, intrinsics=intr.matrix(),
                            notes=tuple(notes))
+
+
+def crop_keypoints(keypoints: Sequence[Optional[np.ndarray]], geoms) -> np.ndarray:
+    """Image-pixel COCO-17 keypoints per person (None = none detected) -> the keypoint-
+    conditioned regressor's input: (N, 17, 3) crop-normalised, confidence 0 where absent."""
+    out = np.zeros((len(geoms), 17, 3), np.float32)
+    for i, (kp, g) in enumerate(zip(keypoints, geoms)):
+        if kp is None:
+            continue
+        kp = np.asarray(kp, np.float32)
+        # -1 and +1 are the crop's outer pixel edges (pixel centres at integers, as
+        # CropGeometry.crop_to_image)
+        half = 0.5 * g.size
+        out[i, :, 0] = (kp[:, 0] + 0.5 - g.cx) / half
+        out[i, :, 1] = (kp[:, 1] + 0.5 - g.cy) / half
+        out[i, :, 2] = np.clip(kp[:, 2], 0.0, 1.0)
+    bad = ~np.isfinite(out).all(axis=-1)
+    out[bad] = 0.0
+    return out
 
 
 def _match_keypoints(chosen: Sequence[Box], people) -> list:

@@ -47,6 +47,8 @@ class VisHMRRunner:
         self.num_hypotheses = int(heads["num_hypotheses"])
         self.pose_dim = int(heads["pose_dim"])
         self.crop_size = int(self.manifest.preprocessing["crop_size"])
+        #: the keypoint-conditioned variant: stage B takes (B, 17, 3) crop-normalised keypoints
+        self.takes_keypoints = "keypoints" in self.backend.input_names("stage_b")
         self.lbs_model = K.LbsModel.from_body(body, posedirs_dtype=posedirs_dtype)
         self.part_map = body.atlas_part_map(self.atlas_size)
         self._lock = threading.Lock()  # one call at a time: engine contexts, staging buffers
@@ -71,18 +73,22 @@ class VisHMRRunner:
         """The body's mesh for given shapes and relative rotations (compiled LBS)."""
         return self.lbs_model(betas, rel_rotmats)
 
-    def __call__(self, crops, z: Optional[np.ndarray] = None, mode: str = "ks_matched") -> dict:
+    def __call__(self, crops, z: Optional[np.ndarray] = None, mode: str = "ks_matched",
+                 keypoints: Optional[np.ndarray] = None) -> dict:
         """Crops (B x 3 x c x c float32; NumPy, or a device array) -> stage outputs and the
         merged mesh as NumPy arrays, plus per-stage ``timing`` in seconds.
 
         A backend with a batch limit (TensorRT engines' ``max_batch``) gets the crops in
-        chunks; the outputs are concatenated and the stage times summed."""
+        chunks; the outputs are concatenated and the stage times summed. ``keypoints`` (B x 17
+        x 3, crop-normalised, confidence 0 = absent) feed the keypoint-conditioned variant;
+        other models ignore them."""
         limit = getattr(self.backend, "max_batch", None)
         shape = tuple(getattr(crops, "shape", np.shape(crops)))
         batch = int(shape[0]) if len(shape) == 4 else 0
         if limit and batch > limit:
             z_all = self.default_z(batch) if z is None else z
-            parts = [self._call(crops[i:i + limit], z_all[i:i + limit], mode)
+            parts = [self._call(crops[i:i + limit], z_all[i:i + limit], mode,
+                                None if keypoints is None else keypoints[i:i + limit])
                      for i in range(0, batch, limit)]
             out = {k: np.concatenate([p[k] for p in parts], axis=0)
                    for k in parts[0] if k != "timing"}
@@ -92,9 +98,9 @@ class VisHMRRunner:
                     timing[stage] = timing.get(stage, 0.0) + sec
             out["timing"] = timing
             return out
-        return self._call(crops, z, mode)
+        return self._call(crops, z, mode, keypoints)
 
-    def _call(self, crops, z: Optional[np.ndarray], mode: str) -> dict:
+    def _call(self, crops, z: Optional[np.ndarray], mode: str, keypoints=None) -> dict:
         c = self.crop_size
         shape = tuple(getattr(crops, "shape", np.shape(crops)))
         if len(shape) != 4 or shape[1:] != (3, c, c):
@@ -113,9 +119,14 @@ class VisHMRRunner:
             clock.lap("stage_a")
             uv = K.iuv_warp(a["features"], a["iuv"], self.atlas_size, self.fg_threshold)
             clock.lap("iuv_warp")
-            b = {k: put.adopt(v) for k, v in
-                 self.backend.run("stage_b", {"uv_features": uv, "pooled": a["pooled"],
-                                              "z": z}).items()}
+            feeds = {"uv_features": uv, "pooled": a["pooled"], "z": z}
+            if self.takes_keypoints:
+                kp = (np.zeros((B, 17, 3), np.float32) if keypoints is None
+                      else np.ascontiguousarray(keypoints, dtype=np.float32))
+                if kp.shape != (B, 17, 3):
+                    raise EngineError(f"keypoints must have shape ({B}, 17, 3), got {kp.shape}")
+                feeds["keypoints"] = put.upload(kp, "keypoints")
+            b = {k: put.adopt(v) for k, v in self.backend.run("stage_b", feeds).items()}
             clock.lap("stage_b")
             merged = merge(b, self.lbs_model, mode)
             clock.lap("merge_lbs")

@@ -69,7 +69,7 @@ class TeacherForcedVisHMR(nn.Module):
         self.teacher_forcing = float(teacher_forcing)
 
     def forward(self, images: Tensor, z: Tensor, gt_iuv: Tensor, has_iuv: Tensor,
-                gt_rel_rotmats: Tensor) -> Dict[str, Tensor]:
+                gt_rel_rotmats: Tensor, keypoints: Optional[Tensor] = None) -> Dict[str, Tensor]:
         m = self.model
         features, iuv, pooled, raw_iuv = m.stage_a_train(images)
         forced = has_iuv > 0
@@ -79,10 +79,10 @@ class TeacherForcedVisHMR(nn.Module):
         use_gt = forced.reshape(-1, 1, 1, 1)
         warp_iuv = torch.where(use_gt, gt_iuv.to(iuv.dtype), iuv.detach())
         uv_features = ops.iuv_warp(features, warp_iuv, m.config.uv_size, m.config.fg_threshold)
-        out_b = m.stage_b(uv_features, pooled, z)
+        out_b = m.stage_b(uv_features, pooled, z, keypoints)
         out = {"features": features, "iuv": iuv, "pooled": pooled, "uv_features": uv_features,
                "z": z, **raw_iuv, **out_b, **m.merge(out_b, "ks_matched")}
-        out["gt_pose_loglik"] = m.pose_log_prob(gt_rel_rotmats, pooled)
+        out["gt_pose_loglik"] = m.pose_log_prob(gt_rel_rotmats, pooled, keypoints)
         return out
 
 
@@ -389,7 +389,7 @@ class Trainer:
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()
                  if isinstance(v, Tensor)}
         out = self.net(batch["image"], self._latents(batch["image"].shape[0]), batch["iuv"],
-                       batch["has_iuv"], batch["rel_rotmats"])
+                       batch["has_iuv"], batch["rel_rotmats"], batch.get("kp_input"))
         terms = compute_loss(self.loss_fn, out, batch)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
@@ -526,7 +526,7 @@ class Trainer:
                 features, iuv, pooled = model.stage_a(images)
                 uvf = ops.iuv_warp(features, iuv, model.config.uv_size, model.config.fg_threshold)
                 z = model.default_z(images.shape[0], generator=g).to(self.device)
-                out_b = model.stage_b(uvf, pooled, z)
+                out_b = model.stage_b(uvf, pooled, z, batch.get("kp_input"))
                 has_smpl = batch["has_smpl"] > 0
                 gt_verts, gt_lbs_joints = model.lbs(batch["betas"], batch["rel_rotmats"])
                 conf = batch["joints3d_conf"] > 0
