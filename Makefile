@@ -17,7 +17,10 @@ $(PY):
 $(STAMP): $(PY) setup.py $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h')
 	$(PIP) install torch==2.13.0
 	$(PIP) install "pybind11>=2.12" "setuptools>=68" wheel
-	$(PIP) install --no-build-isolation -e ".[test]"
+	$(PIP) install --no-build-isolation -e ".[test,train]"
+	# the person detector: MediaPipe 0.10.14's BlazePose, downloaded and converted to ONNX
+	# (cached under ~/.cache/hmr_ros; parity with TFLite checked before it is written)
+	$(VENV)/bin/hmr-ros detector fetch
 	touch $(STAMP)
 
 install: $(STAMP)

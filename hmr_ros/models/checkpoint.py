@@ -47,7 +47,8 @@ def load_checkpoint(path: Union[str, Path], body=None, map_location="cpu"):
         raise CheckpointError(f"{path} is not an hmr_ros VisHMR checkpoint (expected format "
                               f"{FORMAT!r}, got {ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")
     try:
-        config = VisHMRConfig(**ckpt["config"])
+        # the weights come from the checkpoint: never fetch the backbone's pretrained ones again
+        config = VisHMRConfig(**{**ckpt["config"], "pretrained_backbone": None})
     except TypeError as exc:
         raise CheckpointError(f"{path}: config does not match this hmr_ros ({exc})") from exc
     if body is None:
