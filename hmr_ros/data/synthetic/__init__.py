@@ -6,10 +6,13 @@ rendered with per-pixel IUV, part labels, depth and the per-part visibility of p
 
 Modules, one job each: ``config`` (the knobs), ``poses`` (joint limits, presets), ``camera``
 (intrinsics, crop camera), ``primitives`` (occluder meshes), ``appearance`` (colours, textures,
-backgrounds, light), ``scene`` (sampling a scene), ``surface`` (per-face atlas geometry),
-``render`` (pixels and labels), ``visibility`` (eq. 1), ``generator`` (sample ``index`` of a
-seeded dataset), ``shards`` (deterministic npz), ``writer`` (``hmr-ros synth``), ``dataset``
-(torch datasets), ``png`` and ``preview`` (contact sheet), ``cli``.
+painted heads, backgrounds, light), ``scene`` (sampling a scene), ``surface`` (per-face atlas
+geometry), ``render`` (pixels and labels, camera degradations), ``visibility`` (eq. 1),
+``coco17`` (COCO-17 keypoints and their visibility), ``keypoint_noise`` (detector-like
+keypoints from clean ones), ``photos`` (photo backgrounds and prints: fetching, bank),
+``generator`` (sample ``index`` of a seeded dataset), ``shards`` (deterministic npz), ``writer``
+(``hmr-ros synth``), ``dataset`` (torch datasets), ``png`` and ``preview`` (contact sheet),
+``cli``.
 
 Torch is only imported by ``dataset`` (``SyntheticShards``, ``SyntheticStream`` are loaded on
 first use).

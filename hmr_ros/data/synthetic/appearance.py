@@ -9,6 +9,14 @@ checkers, colour blobs). Shading is Lambert with one random directional light pl
 Everything random is drawn here into small records (``PersonLook``, ``OccluderLook``,
 ``Lighting``) or derived from a stored seed (background, pixel noise), so rendering a sampled
 scene is a pure function.
+
+Realism (``SynthConfig.head_features``, ``photos``): a ``HeadLook`` paints the head part in the
+rest template's angular coordinates around the head centroid (``coco17.FACE_POINTS_DEG``):
+skin face with darker eye sockets, irises, brows and lips on the front, hair above a hairline
+that runs from the forehead over the ears down to the nape (short or long, sometimes bald or a
+hat), so front and back of the head differ as they do on people. Photo prints are per-part
+rows ``(photo, x0, y0, pixels per metre, mix)`` of ``PersonLook.photo`` sampled in each
+chart's metric coordinates (``RenderContext.chart_metres``); occluders get one row too.
 """
 
 from __future__ import annotations
@@ -29,6 +37,12 @@ __all__ = [
     "pattern",
     "background",
     "hsv_to_rgb",
+    "HeadLook",
+    "sample_head_look",
+    "head_albedo",
+    "sample_photo_print",
+    "TOP_PARTS",
+    "BOTTOM_PARTS",
 ]
 
 # part groups (SMPL part ids)
@@ -41,6 +55,8 @@ _SHINS = [4, 5]
 _SHOES = [7, 8, 10, 11]
 
 SOLID, STRIPES_V, STRIPES_U, CHECKER = 0, 1, 2, 3
+TOP_PARTS = tuple(_TOP + _FOREARMS)
+BOTTOM_PARTS = tuple(_THIGHS_PELVIS + _SHINS)
 
 
 def hsv_to_rgb(h, s, v) -> np.ndarray:
@@ -51,21 +67,44 @@ def hsv_to_rgb(h, s, v) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class HeadLook:
+    """Colours (3 each, [0, 1]) and shape of the painted head. ``hairline``: elevation in
+    degrees of the hair's lower edge at |azimuth| 0, 60, 100, 140, 180 (90 = bald);
+    ``hat``: elevation of a hat's brim (90 = no hat)."""
+
+    skin: np.ndarray
+    hair: np.ndarray
+    brows: np.ndarray
+    iris: np.ndarray
+    lips: np.ndarray
+    hat_colour: np.ndarray
+    hairline: np.ndarray
+    hat: float = 90.0
+    ripple: float = 0.0  #: phase of the hairline's wave
+
+
+@dataclass(frozen=True)
 class PersonLook:
-    """albedo 24 x 3 in [0, 1]; pattern 24 x 4 rows (kind, frequency, phase, contrast)."""
+    """albedo 24 x 3 in [0, 1]; pattern 24 x 4 rows (kind, frequency, phase, contrast);
+    head: painted face and hair (None: the head is plain ``albedo``); photo: 24 x 5 rows
+    (photo index or -1, x0, y0, pixels per metre, mix) of photo prints (None: none)."""
 
     albedo: np.ndarray
     pattern: np.ndarray
+    head: "HeadLook | None" = None
+    photo: "np.ndarray | None" = None
 
 
 @dataclass(frozen=True)
 class OccluderLook:
     """Two colours and a pattern (kind, frequency per metre, phase, contrast) choosing between
-    them (occluders use the pattern as a mask: contrast is not used)."""
+    them (occluders use the pattern as a mask: contrast is not used); photo: one print row
+    (photo, x0, y0, pixels per metre, mix) or None."""
 
     colour_a: np.ndarray
     colour_b: np.ndarray
     pattern: np.ndarray
+    photo: "np.ndarray | None" = None
 
 
 @dataclass(frozen=True)
@@ -192,3 +231,84 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
             np.float32)
         img = img * (1 - w) + w * c
     return np.clip(img, 0, 1).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Realism: painted heads and photo prints
+# --------------------------------------------------------------------------------------------
+
+_HAIR_KNOTS = np.array([0.0, 60.0, 100.0, 140.0, 180.0])  #: |azimuth| of HeadLook.hairline
+
+
+def _hair_colour(rng: np.random.Generator) -> np.ndarray:
+    kind = rng.choice(4, p=[0.6, 0.2, 0.12, 0.08])  # dark, brown/blond, grey, red
+    if kind == 0:
+        return hsv_to_rgb(rng.uniform(0.02, 0.1), rng.uniform(0.2, 0.6), rng.uniform(0.04, 0.2))
+    if kind == 1:
+        return hsv_to_rgb(rng.uniform(0.06, 0.12), rng.uniform(0.35, 0.7), rng.uniform(0.25, 0.8))
+    if kind == 2:
+        return np.full(3, rng.uniform(0.45, 0.85))
+    return hsv_to_rgb(rng.uniform(0.01, 0.05), rng.uniform(0.55, 0.85), rng.uniform(0.35, 0.7))
+
+
+def sample_head_look(rng: np.random.Generator, skin: np.ndarray) -> HeadLook:
+    """Hair colour and style, brows, irises, lips and sometimes a hat, for a skin colour."""
+    hair = _hair_colour(rng)
+    front = rng.uniform(22.0, 38.0)  # forehead hairline
+    style = rng.random()
+    if style < 0.55:  # short: above the ears, nape at the back
+        side, back = rng.uniform(2.0, 16.0), rng.uniform(-40.0, -22.0)
+    elif style < 0.9:  # long: over the ears, down the back of the head
+        side, back = rng.uniform(-40.0, -12.0), rng.uniform(-65.0, -45.0)
+    else:  # receding / very short
+        side, back = rng.uniform(15.0, 30.0), rng.uniform(-30.0, -5.0)
+    hairline = np.array([front, front - rng.uniform(0, 8), side, 0.5 * (side + back), back])
+    if rng.random() < 0.06:  # bald
+        hairline = np.full(5, 90.0)
+    hat = rng.uniform(12.0, 30.0) if rng.random() < 0.1 else 90.0
+    skin = np.asarray(skin, float)
+    return HeadLook(
+        skin=skin, hair=hair,
+        brows=np.clip(np.minimum(hair, skin * 0.5) * rng.uniform(0.6, 1.0), 0, 1),
+        iris=hsv_to_rgb(rng.uniform(0.05, 0.6), rng.uniform(0.2, 0.7), rng.uniform(0.08, 0.35)),
+        lips=np.clip(skin * np.array([0.85, 0.55, 0.55]) * rng.uniform(0.8, 1.0), 0, 1),
+        hat_colour=_clothing_colour(rng), hairline=hairline, hat=hat,
+        ripple=rng.uniform(0, 2 * np.pi))
+
+
+def _ellipse(az, el, c_az, c_el, r_az, r_el) -> np.ndarray:
+    return ((az - c_az) / r_az) ** 2 + ((el - c_el) / r_el) ** 2 < 1.0
+
+
+def head_albedo(look: HeadLook, az: np.ndarray, el: np.ndarray) -> np.ndarray:
+    """Albedo (N x 3) of head points at (azimuth, elevation) degrees (``coco17.head_angles``):
+    face features at the ``coco17.FACE_POINTS_DEG`` places, hair above the hairline."""
+    from .coco17 import FACE_POINTS_DEG
+
+    az, el = np.asarray(az, float), np.asarray(el, float)
+    out = np.broadcast_to(look.skin, az.shape + (3,)).copy()
+    for name in ("left_eye", "right_eye"):
+        a, e = FACE_POINTS_DEG[name]
+        out[_ellipse(az, el, a, e, 11.0, 6.0)] *= 0.62  # eye socket shadow
+        out[_ellipse(az, el, a, e, 8.0, 3.2)] = (0.82, 0.8, 0.76)  # white
+        out[_ellipse(az, el, a, e, 4.0, 3.4)] = look.iris
+        brow = (np.abs(el - e - 11.0) < 2.6) & (np.abs(az - a) < 12.0)
+        out[brow] = look.brows
+    n_az, n_el = FACE_POINTS_DEG["nose"]
+    out[_ellipse(az, el, n_az, n_el - 2.0, 7.0, 3.0)] *= 0.8  # under the nose
+    out[_ellipse(az, el, n_az, n_el - 15.0, 14.0, 4.0)] = look.lips
+    for name in ("left_ear", "right_ear"):
+        a, e = FACE_POINTS_DEG[name]
+        out[_ellipse(az, el, a, e, 9.0, 15.0)] *= 0.88
+    line = np.interp(np.abs(az), _HAIR_KNOTS, look.hairline) + \
+        2.0 * np.sin(np.radians(az) * 5.0 + look.ripple)
+    out[el > line] = look.hair
+    out[el > look.hat] = look.hat_colour
+    return out
+
+
+def sample_photo_print(rng: np.random.Generator, num_photos: int,
+                       scale=(80.0, 300.0)) -> np.ndarray:
+    """One print row (photo index, x0, y0, pixels per metre, mix)."""
+    return np.array([rng.integers(num_photos), rng.uniform(0, 512), rng.uniform(0, 512),
+                     rng.uniform(*scale), rng.uniform(0.6, 1.0)])

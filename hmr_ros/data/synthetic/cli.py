@@ -37,6 +37,14 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p-occ", type=float, default=None, help="occluder probability")
     parser.add_argument("--p-multi", type=float, default=None,
                         help="probability of other people in the crop")
+    parser.add_argument("--photos", default=None,
+                        help="photo folder for backgrounds and prints: 'auto' (default: "
+                             "$HMR_ROS_PHOTOS or ~/.cache/hmr_ros/photos if present), 'none', "
+                             "or a directory (fetch: python -m hmr_ros.data.synthetic.photos "
+                             "fetch)")
+    parser.add_argument("--no-realism", action="store_true",
+                        help="plain renders: no painted heads, photos, low resolution, motion "
+                             "blur or JPEG (the format-1 look)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -51,6 +59,12 @@ def run_synth(args: argparse.Namespace) -> int:
         overrides["p_occ"] = args.p_occ
     if args.p_multi is not None:
         overrides["p_multi"] = args.p_multi
+    if getattr(args, "no_realism", False):
+        from .config import LEGACY
+
+        overrides.update(LEGACY)
+    if getattr(args, "photos", None):
+        overrides["photos"] = args.photos
     config = SynthConfig(**overrides)
     num = args.num
     if num is None:

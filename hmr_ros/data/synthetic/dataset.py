@@ -16,6 +16,12 @@ cam_crop, transl   people_cam_crop[0], people_transl[0]
 
 (The loss' ``iuv`` target is at the IUV head's resolution, crop / 4: downsample ``iuv`` with
 nearest sampling at pixel centres in the training code.)
+
+Shards of format ``hmr_ros.synthetic/1`` (written before COCO-17) are read too: their config
+is rebuilt with the realism options off (``SynthConfig.from_dict(missing="legacy")``) and the
+``people_coco17*`` / ``people_face_front`` arrays are computed on reading from the stored pose,
+shape, camera, depth and labels (``fill_coco17``; other people's visibility then skips the part
+test, since their part labels were not stored).
 """
 
 from __future__ import annotations
@@ -33,9 +39,9 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from .config import SynthConfig
 from .generator import SyntheticGenerator
 from .shards import load_npz, open_npz_mmap
-from .writer import FORMAT
+from .writer import FORMAT_V1, READABLE_FORMATS
 
-__all__ = ["SyntheticShards", "SyntheticStream", "to_tensors"]
+__all__ = ["SyntheticShards", "SyntheticStream", "to_tensors", "fill_coco17"]
 
 _ALIASES = {
     "rel_rotmats": "people_rel_rotmats",
@@ -80,10 +86,12 @@ class SyntheticShards(Dataset):
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} not found: not a synthetic dataset directory")
         self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: format {self.meta.get('format')!r}, expected "
-                             f"{FORMAT!r}")
-        self.config = SynthConfig.from_dict(self.meta["config"])
+        if self.meta.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{meta_path}: format {self.meta.get('format')!r}, expected one "
+                             f"of {READABLE_FORMATS}")
+        legacy = self.meta["format"] == FORMAT_V1
+        self.config = SynthConfig.from_dict(self.meta["config"],
+                                            missing="legacy" if legacy else "default")
         self.files = [self.root / s["file"] for s in self.meta["shards"]]
         self.starts = [int(s["first_index"]) for s in self.meta["shards"]]
         self.counts = [int(s["count"]) for s in self.meta["shards"]]
@@ -91,13 +99,14 @@ class SyntheticShards(Dataset):
         self.with_vertices, self.cache_shards = with_vertices, max(1, int(cache_shards))
         self._open: "OrderedDict[int, Dict[str, np.ndarray]]" = OrderedDict()
         self._lbs = None
+        self._body = None
 
     def __len__(self) -> int:
         return int(self.meta["num_samples"])
 
     def __getstate__(self):  # workers reopen their own memory maps
         state = dict(self.__dict__)
-        state["_open"], state["_lbs"] = OrderedDict(), None
+        state["_open"], state["_lbs"], state["_body"] = OrderedDict(), None, None
         return state
 
     def _shard(self, k: int) -> Dict[str, np.ndarray]:
@@ -122,24 +131,69 @@ class SyntheticShards(Dataset):
         k = bisect.bisect_right(self.starts, index) - 1
         shard = self._shard(k)
         sample = {name: arr[index - self.starts[k]] for name, arr in shard.items()}
+        if "people_coco17" not in sample:
+            self._posed_model()
+            sample = fill_coco17(sample, self._lbs, self._body)
         if self.with_vertices and "people_vertices" not in sample:
             sample["people_vertices"] = self._vertices(sample)
         return sample
 
-    def _vertices(self, sample: Dict[str, np.ndarray]) -> np.ndarray:
+    def _posed_model(self):
         if self._lbs is None:
             from hmr_ros import kernels as K
             from hmr_ros.body import procedural_body
 
-            self._lbs = K.LbsModel.from_body(procedural_body())
-        verts, _ = self._lbs(np.ascontiguousarray(sample["people_betas"], np.float32),
-                             np.ascontiguousarray(sample["people_rel_rotmats"], np.float32))
-        verts = np.asarray(verts) + np.asarray(sample["people_transl"])[:, None]
+            from .coco17 import HeadPoints
+
+            body = procedural_body()
+            self._lbs = K.LbsModel.from_body(body)
+            self._body = (body, HeadPoints.from_body(body))
+        return self._lbs
+
+    def _vertices(self, sample: Dict[str, np.ndarray]) -> np.ndarray:
+        verts, _ = _posed(sample, self._posed_model())
         return np.where(np.asarray(sample["people_valid"])[:, None, None], verts, 0.0).astype(
             np.float32)
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         return to_tensors(self.arrays(index), self.image_format, self.aliases)
+
+
+def _posed(sample: Dict[str, np.ndarray], lbs):
+    verts, joints = lbs(np.ascontiguousarray(sample["people_betas"], np.float32),
+                        np.ascontiguousarray(sample["people_rel_rotmats"], np.float32))
+    t = np.asarray(sample["people_transl"])[:, None]
+    return np.asarray(verts) + t, np.asarray(joints) + t
+
+
+def fill_coco17(sample: Dict[str, np.ndarray], lbs, body) -> Dict[str, np.ndarray]:
+    """A copy of a format-/1 sample with the COCO-17 arrays computed from its pose, shape,
+    translation, K, depth and labels. body: (BodyModel, coco17.HeadPoints)."""
+    from .coco17 import UNKNOWN_PART, coco17_arrays
+
+    model, head = body
+    out = dict(sample)
+    valid = np.asarray(sample["people_valid"], bool)
+    P = len(valid)
+    spec = {"people_coco17": ((17, 2), np.float32), "people_coco17_norm": ((17, 2), np.float32),
+            "people_coco17_3d": ((17, 3), np.float32), "people_coco17_vis": ((17,), np.int8),
+            "people_face_front": ((), np.float32)}
+    for key, (shape, dtype) in spec.items():
+        out[key] = np.zeros((P,) + shape, dtype)
+    n = int(valid.sum())
+    if n == 0:
+        return out
+    verts, joints = _posed(sample, lbs)
+    part_seg = np.asarray(sample["part_seg"])
+    person_seg = np.asarray(sample["person_seg"])
+    part_all = np.where(part_seg >= 0, part_seg, np.where(person_seg >= 1, UNKNOWN_PART, -1))
+    coco = coco17_arrays(joints[valid], verts[valid],
+                         np.asarray(sample["people_rel_rotmats"])[valid, 0], head, model.faces,
+                         np.asarray(sample["K"], np.float64), part_seg.shape[0],
+                         np.asarray(sample["depth"]), person_seg, part_all)
+    for key, value in coco.items():
+        out[key][valid] = value
+    return out
 
 
 class SyntheticStream(IterableDataset):

@@ -29,8 +29,20 @@ people_bbox                 P x 4 f32              x0, y0, x1, y1 pixels of all 
                                                    vertices (amodal, may leave the image)
 people_visibility           P x 24 f32             eq. 1 on the person's visible pixels
 people_cam_crop             P x 3 f32              weak perspective (s, tx, ty), camera.py
+people_coco17               P x 17 x 2 f32         COCO-17 keypoints (``hmr_ros.body.keypoints``
+                                                   order), pixels, same convention as
+                                                   people_keypoints2d (``coco17`` module docs)
+people_coco17_norm          P x 17 x 2 f32         the same, crop-normalised [-1, 1]
+people_coco17_3d            P x 17 x 3 f32         the same points in the camera frame
+people_coco17_vis           P x 17 int8            0 outside the image, 1 in it but occluded
+                                                   (other people, occluders, own body), 2 seen
+people_face_front           P f32                  cos(head forward, direction to the camera);
+                                                   > 0: the face is turned towards the camera
 people_vertices             P x V x 3 f32          only with ``with_vertices=True``
 ==========================  =====================  ============================================
+
+``photos``: the generator opens the ``SynthConfig.photos`` bank once (``photos.open_photo_bank``;
+``photo_digest`` names the photos used, None without).
 """
 
 from __future__ import annotations
@@ -41,7 +53,10 @@ import numpy as np
 
 from hmr_ros.body import BodyModel, NUM_BETAS, NUM_JOINTS, procedural_body
 
+from hmr_ros.body.keypoints import NUM_COCO17
+
 from .camera import pixels_to_crop_normalised, project, transl_to_crop_cam
+from .coco17 import coco17_arrays
 from .config import MAX_PEOPLE, SynthConfig
 from .render import RenderContext, render_scene
 from .scene import Scene, sample_scene
@@ -72,6 +87,11 @@ def sample_arrays_spec(size: int, num_vertices: Optional[int] = None) -> Dict[st
         "people_bbox": ((P, 4), "float32"),
         "people_visibility": ((P, J), "float32"),
         "people_cam_crop": ((P, 3), "float32"),
+        "people_coco17": ((P, NUM_COCO17, 2), "float32"),
+        "people_coco17_norm": ((P, NUM_COCO17, 2), "float32"),
+        "people_coco17_3d": ((P, NUM_COCO17, 3), "float32"),
+        "people_coco17_vis": ((P, NUM_COCO17), "int8"),
+        "people_face_front": ((P,), "float32"),
     }
     if num_vertices is not None:
         spec["people_vertices"] = ((P, int(num_vertices), 3), "float32")
@@ -82,15 +102,26 @@ class SyntheticGenerator:
     """Deterministic synthetic samples: ``gen[index]`` or ``gen.sample(index)``.
 
     body: the body to render (default: the procedural body, seed 0 -- the bundled model's).
+    photos: a ``photos.PhotoBank`` to use instead of the one ``config.photos`` names.
     """
 
     def __init__(self, config: Optional[SynthConfig] = None, seed: int = 0,
-                 body: Optional[BodyModel] = None, with_vertices: bool = False) -> None:
+                 body: Optional[BodyModel] = None, with_vertices: bool = False,
+                 photos=None) -> None:
         self.config = config or SynthConfig()
         self.seed = int(seed)
         self.body = body if body is not None else procedural_body()
         self.with_vertices = bool(with_vertices)
         self.ctx = RenderContext.from_body(self.body, self.config.atlas_size)
+        if photos is None:
+            from .photos import open_photo_bank
+
+            photos = open_photo_bank(self.config.photos)
+        self.photos = photos
+
+    @property
+    def photo_digest(self) -> Optional[str]:
+        return self.photos.digest if self.photos is not None else None
 
     def rng(self, index: int) -> np.random.Generator:
         """The generator of sample ``index`` (independent of every other sample)."""
@@ -98,11 +129,12 @@ class SyntheticGenerator:
 
     def scene(self, index: int, **force) -> Scene:
         """Sample ``index``'s scene; ``force_occluders`` / ``force_multi`` override chance."""
-        return sample_scene(self.rng(index), self.config, self.ctx.lbs, **force)
+        return sample_scene(self.rng(index), self.config, self.ctx.lbs, photos=self.photos,
+                            **force)
 
     def render(self, scene: Scene) -> Dict[str, np.ndarray]:
         """All arrays of one sample (module docs) from a scene."""
-        out = render_scene(scene, self.ctx, self.config.visibility_size or None)
+        out = render_scene(scene, self.ctx, self.config.visibility_size or None, self.photos)
         n = len(scene.people)
         if n > MAX_PEOPLE:
             raise ValueError(f"a scene holds at most {MAX_PEOPLE} people, got {n}")
@@ -126,6 +158,11 @@ class SyntheticGenerator:
         s["people_bbox"][:n] = np.concatenate([pv.min(1), pv.max(1)], axis=1)
         s["people_visibility"][:n] = out["visibility"]
         s["people_cam_crop"][:n] = transl_to_crop_cam(transl, K, centre, size)
+        roots = np.stack([p.rotmats[0] for p in scene.people])
+        coco = coco17_arrays(joints, out["vertices"], roots, self.ctx.head, self.body.faces, K,
+                             size, out["depth"], out["person_seg"], out["part_all"])
+        for key, value in coco.items():
+            s[key][:n] = value
         if self.with_vertices:
             s["people_vertices"][:n] = out["vertices"]
         sample = {

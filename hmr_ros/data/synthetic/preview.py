@@ -1,9 +1,12 @@
 """Contact sheet of synthetic samples, to eyeball the generator (``hmr-ros synth --preview``).
 
-One row per sample, five tiles: RGB | IUV (R = U, G = V on the main person) | part segmentation
+One row per sample, six tiles: RGB | IUV (R = U, G = V on the main person) | part segmentation
 (main person in part colours, other people grey, occluders dark blue) | RGB with the main
 person's skeleton, joints and bones coloured red (ω = 0) -> green (ω = 1) by the GT visibility
-of the child part | the 24 visibility values as bars (part colours underneath, a tick at 0.5).
+of the child part | the 24 visibility values as bars (part colours underneath, a tick at 0.5) |
+RGB with every person's COCO-17 skeleton: points green when visible, orange when occluded (not
+drawn outside the image); left limbs cyan, right magenta; a white bar at the top-left grows with
+the main person's ``face_front`` (the face is turned towards the camera).
 Small crops are scaled up (nearest neighbour) so each tile is at least 160 pixels.
 """
 
@@ -15,6 +18,7 @@ from typing import Dict, Sequence, Union
 import numpy as np
 
 from hmr_ros.body import PARENTS, part_colors
+from hmr_ros.body.keypoints import COCO17_EDGES, COCO17_NAMES
 
 from .png import write_png
 
@@ -49,8 +53,32 @@ def _draw_dot(img: np.ndarray, p, colour, r: int) -> None:
         colour
 
 
+def _coco_tile(rgb: np.ndarray, sample: Dict[str, np.ndarray], scale: int) -> np.ndarray:
+    tile = (rgb.astype(np.float32) * 0.7).astype(np.uint8)
+    if "people_coco17" not in sample:
+        return tile
+    r = max(1, rgb.shape[0] // 120)
+    valid = np.asarray(sample["people_valid"])
+    for p in np.flatnonzero(valid):
+        kp = np.asarray(sample["people_coco17"])[p] * scale
+        vis = np.asarray(sample["people_coco17_vis"])[p]
+        for a, b in COCO17_EDGES:
+            if vis[a] and vis[b]:
+                left = COCO17_NAMES[b].startswith("left")
+                right = COCO17_NAMES[b].startswith("right")
+                colour = (0, 220, 220) if left else (230, 60, 230) if right else (240, 240, 240)
+                _draw_line(tile, kp[a], kp[b], colour, width=r if p == 0 else 1)
+        for j in range(len(kp)):
+            if vis[j]:
+                _draw_dot(tile, kp[j], (40, 230, 40) if vis[j] == 2 else (255, 150, 0), r)
+    front = float(np.asarray(sample["people_face_front"])[0])
+    width = int(round(max(front, 0.0) * (tile.shape[1] // 3)))
+    tile[:max(2, r + 1), :width] = 255
+    return tile
+
+
 def sample_tiles(sample: Dict[str, np.ndarray], scale: int = 1) -> Sequence[np.ndarray]:
-    """The five tiles (H*scale x W*scale x 3 uint8) of one sample dict (NumPy arrays)."""
+    """The six tiles (H*scale x W*scale x 3 uint8) of one sample dict (NumPy arrays)."""
     up = (lambda a: np.repeat(np.repeat(a, scale, 0), scale, 1)) if scale > 1 else (lambda a: a)
     rgb = up(np.asarray(sample["image"]))
     iuv = np.asarray(sample["iuv"], np.float32)
@@ -83,7 +111,7 @@ def sample_tiles(sample: Dict[str, np.ndarray], scale: int = 1) -> Sequence[np.n
         bars[size - strip - height:size - strip, x0:max(x1, x0 + 1)] = colours[j]
         bars[size - strip:, x0:max(x1, x0 + 1)] = _PART_RGB[j]
     bars[half, :] = (200, 200, 200)
-    return [rgb, up(iuv_rgb), up(seg_rgb), overlay, bars]
+    return [rgb, up(iuv_rgb), up(seg_rgb), overlay, bars, _coco_tile(rgb, sample, scale)]
 
 
 def contact_sheet(samples: Sequence[Dict[str, np.ndarray]], min_tile: int = 160) -> np.ndarray:

@@ -11,7 +11,11 @@ the person-centred crop itself -- as if a detector had boxed the main person wit
 * other people (probability ``p_multi``): 1-3 bodies standing on the same ground height, in
   front of or behind the main person, laterally offset so their boxes overlap the main one;
 * occluders (probability ``p_occ``): 1-3 boxes, bars or blobs on the camera ray of a random main
-  person joint, 35-85 % of the way to it, sized relative to the main person's box.
+  person joint, 35-85 % of the way to it, sized relative to the main person's box;
+* realism (``SynthConfig.realism``), drawn last from a generator of its own (so a config with
+  realism off draws exactly what it drew before these options existed): painted heads, photo
+  backgrounds and prints (with a ``PhotoBank``), and the camera: lower source resolution
+  (``source_scale``), motion blur, JPEG quality.
 """
 
 from __future__ import annotations
@@ -78,6 +82,11 @@ class Scene:
     noise_sigma: float = 0.0
     blur: bool = False
     truncation: str = ""  #: "", or the border the main person was pushed across
+    #: (photo, x0, y0, side, flip, gain r, g, b, defocus sigma in pixels) or None (procedural)
+    background_photo: Optional[np.ndarray] = None
+    motion_blur: Optional[np.ndarray] = None  #: (length in pixels, angle in radians) or None
+    source_scale: float = 1.0  #: < 1: seen by a camera with this fraction of the resolution
+    jpeg_quality: int = 0  #: > 0: JPEG re-encoded at this quality (at the source resolution)
 
     def with_occluders(self, occluders) -> "Scene":
         return replace(self, occluders=tuple(occluders))
@@ -162,10 +171,64 @@ def _sample_occluder(rng: np.random.Generator, cfg: SynthConfig, K: np.ndarray,
     return Occluder(mesh.transformed(np.eye(3), centre), A.sample_occluder_look(rng), kind)
 
 
+def _garment_parts(look: A.PersonLook, parts) -> list:
+    """The parts of a garment group that wear it (a pattern row is set only on clothed parts:
+    short sleeves and shorts leave forearms and shins bare)."""
+    return [k for k in parts if look.pattern[k, 1] > 0]
+
+
+def _add_realism(rng: np.random.Generator, cfg: SynthConfig, scene: Scene, box_h: float,
+                 photos=None) -> Scene:
+    """Heads, photo prints and backgrounds, camera degradations (module docs)."""
+    n_photos = len(photos) if photos is not None else 0
+    people = []
+    for p in scene.people:
+        look = p.look
+        head = A.sample_head_look(rng, look.albedo[12]) if cfg.head_features else None
+        prints = None
+        if n_photos:
+            rows = np.full((24, 5), -1.0)
+            for group in (A.TOP_PARTS, A.BOTTOM_PARTS):
+                if rng.random() < cfg.p_photo_clothing:
+                    rows[_garment_parts(look, group)] = A.sample_photo_print(rng, n_photos)
+            prints = rows if np.any(rows[:, 0] >= 0) else None
+        people.append(replace(p, look=replace(look, head=head, photo=prints)))
+    occluders = []
+    for o in scene.occluders:
+        if n_photos and rng.random() < cfg.p_photo_occluder:
+            o = replace(o, look=replace(o.look, photo=A.sample_photo_print(
+                rng, n_photos, scale=(300.0, 1500.0))))
+        occluders.append(o)
+    background = None
+    size = scene.size
+    if n_photos and rng.random() < cfg.p_photo_background:
+        k = int(rng.integers(n_photos))
+        h, w = (float(x) for x in photos.sizes[k])
+        side = rng.uniform(0.25, 1.0) * min(h, w)
+        defocus = rng.uniform(0.3, 1.5) * size / 224 if rng.random() < 0.3 else 0.0
+        background = np.array([k, rng.uniform(0, w - side), rng.uniform(0, h - side), side,
+                               float(rng.random() < 0.5), *(rng.uniform(0.7, 1.15) *
+                                                            rng.normal(1.0, 0.05, 3)), defocus])
+    scale = 1.0
+    if rng.random() < cfg.p_lowres:
+        lo, hi = np.log(cfg.person_px[0]), np.log(cfg.person_px[1])
+        scale = float(min(1.0, np.exp(rng.uniform(lo, hi)) / max(box_h, 1.0)))
+    blur = None
+    if rng.random() < cfg.p_motion_blur:
+        blur = np.array([rng.uniform(*cfg.motion_blur) * size, rng.uniform(0, np.pi)])
+    quality = 0
+    if rng.random() < cfg.p_jpeg:
+        quality = int(rng.integers(int(cfg.jpeg_quality[0]), int(cfg.jpeg_quality[1]) + 1))
+    return replace(scene, people=tuple(people), occluders=tuple(occluders),
+                   background_photo=background, motion_blur=blur, source_scale=scale,
+                   jpeg_quality=quality)
+
+
 def sample_scene(rng: np.random.Generator, cfg: SynthConfig, lbs: Lbs,
                  force_occluders: Optional[bool] = None,
-                 force_multi: Optional[bool] = None) -> Scene:
-    """Draw one scene (see the module docs). ``force_*`` override the probabilities."""
+                 force_multi: Optional[bool] = None, photos=None) -> Scene:
+    """Draw one scene (see the module docs). ``force_*`` override the probabilities;
+    ``photos``: a ``photos.PhotoBank`` for photo backgrounds and prints (None: procedural)."""
     size = int(cfg.size)
     fov = rng.uniform(*cfg.fov_deg)
     K = intrinsics(size, fov, tuple(rng.uniform(-1, 1, 2) * cfg.principal_jitter * size))
@@ -217,9 +280,13 @@ def sample_scene(rng: np.random.Generator, cfg: SynthConfig, lbs: Lbs,
     if occ:
         for _ in range(int(rng.integers(1, cfg.max_occluders + 1))):
             occluders.append(_sample_occluder(rng, cfg, K, joints + transl, box_h))
-    return Scene(
+    scene = Scene(
         size=size, K=K, people=tuple(people), occluders=tuple(occluders),
         lighting=A.sample_lighting(rng), background_seed=int(rng.integers(2 ** 31)),
         noise_seed=int(rng.integers(2 ** 31)), noise_sigma=float(rng.uniform(*cfg.noise_sigma)),
         blur=bool(rng.random() < cfg.p_blur), truncation=truncation,
     )
+    if cfg.realism:  # last, from its own generator: the draws above stay as they were
+        realism_rng = np.random.default_rng(int(rng.integers(2 ** 63)))
+        scene = _add_realism(realism_rng, cfg, scene, box_h, photos)
+    return scene

@@ -4,7 +4,12 @@ Layout of ``DIR``::
 
     shard_00000.npz   arrays of samples [0, shard_size), stacked on a leading axis
     shard_00001.npz   ...
-    dataset.json      counts, seed, SynthConfig, body, per-sample array shapes/dtypes
+    dataset.json      counts, seed, SynthConfig, body, photos, per-sample array shapes/dtypes
+
+Format ``hmr_ros.synthetic/2`` added the COCO-17 arrays (``people_coco17*``,
+``people_face_front``) and the realism options; readers accept /1 too (``dataset`` fills the
+missing arrays in). ``photos`` records the digest and count of the photos used (None without),
+so a dataset names the exact photo set that made it.
 
 Same ``(num, config, seed, shard_size, compress, with_vertices)`` -> byte-identical files, with
 any number of workers: sample ``i`` only depends on ``(seed, i)`` and the shard writer stamps no
@@ -31,9 +36,12 @@ from .config import MAX_PEOPLE, SynthConfig
 from .generator import SyntheticGenerator, sample_arrays_spec
 from .shards import save_npz
 
-__all__ = ["write_dataset", "shard_name", "FORMAT", "CONVENTIONS"]
+__all__ = ["write_dataset", "shard_name", "FORMAT", "FORMAT_V1", "READABLE_FORMATS",
+           "CONVENTIONS"]
 
-FORMAT = "hmr_ros.synthetic/1"
+FORMAT = "hmr_ros.synthetic/2"
+FORMAT_V1 = "hmr_ros.synthetic/1"  #: before COCO-17 and realism (no people_coco17*)
+READABLE_FORMATS = (FORMAT_V1, FORMAT)
 
 #: copied into dataset.json so that a shard directory explains its own numbers
 CONVENTIONS = {
@@ -52,6 +60,14 @@ CONVENTIONS = {
                   "the person's visible pixels at config.visibility_size",
     "people": f"people_* arrays have {MAX_PEOPLE} rows, main person first; people_valid marks "
               "the rows in use (others zero, identity rotations)",
+    "coco17": "people_coco17 (pixels, as keypoints2d), _norm (crop-normalised), _3d (camera "
+              "frame): COCO-17 in hmr_ros.body.keypoints.COCO17_NAMES order; shoulders, elbows, "
+              "wrists, knees, ankles = SMPL joints, hips = SMPL hips moved outwards and down "
+              "(coco17.HIP_OUTWARD, HIP_DOWN), nose/eyes/ears = fixed points of the head surface",
+    "coco17_vis": "0 outside the image, 1 inside but occluded (occluders, other people, own "
+                  "body, face turned away), 2 visible",
+    "face_front": "cosine between the head's forward direction and the direction to the "
+                  "camera (> 0: face towards the camera)",
 }
 
 
@@ -130,9 +146,14 @@ def write_dataset(out_dir: Union[str, Path], num: int, config: Optional[SynthCon
     jobs = _jobs(num, shard_size, out, compress)
     bar = _Progress(num, progress)
     init_args = (config.to_dict(), int(seed), bool(with_vertices))
+    from .photos import open_photo_bank
+
+    bank = open_photo_bank(config.photos)  # built here once, before any worker opens it
+    photos = {"count": len(bank), "digest": bank.digest} if bank is not None else None
     try:
         if workers == 1 or len(jobs) == 1:
-            gen = SyntheticGenerator(config, int(seed), with_vertices=with_vertices)
+            gen = SyntheticGenerator(config, int(seed), with_vertices=with_vertices,
+                                     photos=bank)
             body = gen.body
             for shard, start, stop, _, _ in jobs:
                 samples = []
@@ -171,6 +192,7 @@ def write_dataset(out_dir: Union[str, Path], num: int, config: Optional[SynthCon
         "body": {"name": body.name, "num_vertices": body.num_vertices,
                  "num_faces": body.num_faces},
         "config": config.to_dict(),
+        "photos": photos,
         "shards": [{"file": shard_name(k), "first_index": start, "count": stop - start}
                    for k, start, stop, _, _ in jobs],
         "arrays": {k: {"shape": list(shape), "dtype": dtype} for k, (shape, dtype) in
