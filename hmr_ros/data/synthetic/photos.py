@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -116,7 +116,6 @@ class PhotoBank:
     sizes: np.ndarray
     names: Tuple[str, ...]
     digest: str
-    _float: Dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return int(len(self.sizes))
@@ -181,34 +180,32 @@ class PhotoBank:
             return bank
 
     def photo(self, index: int) -> np.ndarray:
-        """Photo ``index`` as float32 h x w x 3 in [0, 1] (cached)."""
-        index = int(index)
-        if index not in self._float:
-            h, w = self.sizes[index]
-            self._float[index] = np.asarray(self.images[index, :h, :w], np.float32) / \
-                np.float32(255.0)
-            if len(self._float) > 64:
-                self._float.pop(next(iter(self._float)))
-        return self._float[index]
+        """Photo ``index`` as float32 h x w x 3 in [0, 1]."""
+        h, w = self.sizes[int(index)]
+        return np.asarray(self.images[int(index), :h, :w], np.float32) / np.float32(255.0)
 
     def crop(self, index: int, x0: float, y0: float, side: float, out: int,
              flip: bool = False) -> np.ndarray:
         """The square ``[x0, x0+side) x [y0, y0+side)`` of photo ``index`` (its pixels,
-        clipped to the photo) resized to ``out x out``: float32 RGB in [0, 1]."""
+        clipped to the photo) resized to ``out x out``: float32 RGB in [0, 1]. Only the
+        cut-out is read from the (memory-mapped) bank."""
         import cv2
 
-        img = self.photo(index)
-        h, w = img.shape[:2]
+        h, w = (int(v) for v in self.sizes[int(index)])
         side = max(2.0, min(float(side), h, w))
         x0 = float(np.clip(x0, 0, w - side))
         y0 = float(np.clip(y0, 0, h - side))
+        xi, yi = int(np.floor(x0)), int(np.floor(y0))
+        xe, ye = min(w, int(np.ceil(x0 + side)) + 1), min(h, int(np.ceil(y0 + side)) + 1)
+        cut = np.asarray(self.images[int(index), yi:ye, xi:xe], np.float32) / np.float32(255.0)
         s = side / out  # photo pixels per output pixel
         if s > 1.0:  # shrink: area-resample the (pixel-aligned) cut-out
-            xi, yi, n = int(x0), int(y0), int(round(side))
-            res = cv2.resize(img[yi:yi + n, xi:xi + n], (out, out), interpolation=cv2.INTER_AREA)
+            n = int(round(side))
+            res = cv2.resize(np.ascontiguousarray(cut[:n, :n]), (out, out),
+                             interpolation=cv2.INTER_AREA)
         else:  # enlarge: output pixel centre c + .5 samples the photo at x0 + (c + .5) s
-            m = np.array([[s, 0.0, x0 + 0.5 * s - 0.5], [0.0, s, y0 + 0.5 * s - 0.5]])
-            res = cv2.warpAffine(img, m, (out, out), flags=cv2.INTER_LINEAR |
+            m = np.array([[s, 0.0, x0 - xi + 0.5 * s - 0.5], [0.0, s, y0 - yi + 0.5 * s - 0.5]])
+            res = cv2.warpAffine(cut, m, (out, out), flags=cv2.INTER_LINEAR |
                                  cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
         if flip:
             res = res[:, ::-1]

@@ -204,7 +204,7 @@ def _add_realism(rng: np.random.Generator, cfg: SynthConfig, scene: Scene, box_h
     if n_photos and rng.random() < cfg.p_photo_background:
         k = int(rng.integers(n_photos))
         h, w = (float(x) for x in photos.sizes[k])
-        side = rng.uniform(0.25, 1.0) * min(h, w)
+        side = rng.uniform(0.4, 1.0) * min(h, w)
         defocus = rng.uniform(0.3, 1.5) * size / 224 if rng.random() < 0.3 else 0.0
         background = np.array([k, rng.uniform(0, w - side), rng.uniform(0, h - side), side,
                                float(rng.random() < 0.5), *(rng.uniform(0.7, 1.15) *
