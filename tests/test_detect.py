@@ -327,3 +327,38 @@ def test_skeleton2d_uses_the_detected_keypoints():
     assert points[COCO18_NAMES.index("right_ankle")][2] == pytest.approx(0.1)
     kp[3, 0] = 1e6  # outside the image: confidence 0
     assert _skeleton_points(person, 200, 100)[COCO18_NAMES.index("left_ear")][2] == 0.0
+
+
+def test_refinement_brings_the_mesh_to_the_detected_keypoints(detector, tiny_runner):
+    """On a whole-body render (the astronaut's legs are outside her photo): the tiny model's
+    mesh is nowhere near the person, refinement moves its joints onto the detected points."""
+    from hmr_ros.data.synthetic import SynthConfig, SyntheticGenerator
+    from hmr_ros.runtime import FramePipeline, PipelineParams
+    from hmr_ros.runtime.refine import COCO17_BODY, SMPL_FOR_COCO17_BODY
+
+    gen = SyntheticGenerator(SynthConfig(size=256, p_multi=0.0, p_occ=0.0, p_truncate=0.0,
+                                         photos="none", p_lowres=0.0, p_motion_blur=0.0),
+                             seed=4)
+    for index in range(12):
+        sample = gen.render(gen.scene(index))
+        image, K = np.ascontiguousarray(sample["image"]), sample["K"]
+        people = detector(image)
+        if people and (people[0].coco17[COCO17_BODY, 2] >= 0.5).sum() >= 10:
+            break
+    else:
+        pytest.fail("the detector found no whole body in 12 renders")
+
+    def error(result):
+        p = result.persons[0]
+        kp = p.detected_keypoints
+        ok = kp[COCO17_BODY, 2] >= 0.5
+        return np.linalg.norm(p.keypoints2d[SMPL_FOR_COCO17_BODY][ok] - kp[COCO17_BODY][ok, :2],
+                              axis=1).mean()
+
+    plain = FramePipeline(tiny_runner, PipelineParams(track=False), keypoint_detector=detector)
+    fitted = FramePipeline(tiny_runner, PipelineParams(track=False, refine_iterations=10,
+                                                       refine_prior=0.01),
+                           keypoint_detector=detector)
+    a, b = plain.process(image, K), fitted.process(image, K)
+    assert "refine" in b.timing and np.isfinite(b.persons[0].vertices).all()
+    assert error(b) < 0.5 * error(a)

@@ -523,7 +523,9 @@ def _load_pipeline(config: NodeConfig) -> Tuple[Any, Any, str]:
                             score_threshold=config.score_threshold, mode=config.merge_mode,
                             track=config.track, smooth=config.smooth,
                             smooth_min_cutoff=config.smooth_min_cutoff,
-                            smooth_beta=config.smooth_beta)
+                            smooth_beta=config.smooth_beta,
+                            refine_iterations=config.refine_iterations,
+                            refine_prior=config.refine_prior)
     pipeline = FramePipeline(runner, params, keypoint_detector=_load_detector(config))
     if pipeline.tracker is not None:
         pipeline.tracker.min_hits = config.track_min_hits

@@ -41,6 +41,8 @@ class PipelineParams:
     smooth_min_cutoff: float = 1.0
     smooth_beta: float = 0.05
     hypotheses_seed: int = 0  # fixed noise for the flow's hypotheses: stable output
+    refine_iterations: int = 0  # > 0: fit each body to its detected keypoints (refine.py)
+    refine_prior: float = 0.05  # how strongly refinement keeps the regressor's rotations
 
     def __post_init__(self):
         if self.max_persons < 1:
@@ -81,6 +83,9 @@ class FramePipeline:
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("frame %s (%s) skipped: %s", header.stamp_ns, header.frame_id, reason)
             return FrameResult(header=header, skipped=reason)
+
+    def _refine(self, rel, betas, transl, keypoints, K):
+        return _refine_all(self.regressor, self.params, rel, betas, transl, keypoints, K)
 
     def _process(self, image, K, boxes, header) -> FrameResult:
         t0 = time.perf_counter()
@@ -138,6 +143,13 @@ class FramePipeline:
         transl = crop_to_full_translation(out["cam"], centers, sizes, intr)
         rel, betas = out["rel_rotmats"], out["betas"]
         vertices, joints = out["vertices"], out["joints"]
+        if self.params.refine_iterations > 0 and any(k is not None for k in keypoints):
+            t_ref = time.perf_counter()
+            rel, transl, changed = self._refine(rel, betas, transl, keypoints, intr.matrix())
+            if changed:
+                vertices, joints = self.regressor.lbs(np.ascontiguousarray(betas, np.float32),
+                                                      np.ascontiguousarray(rel, np.float32))
+            timing["refine"] = time.perf_counter() - t_ref
         ids = self.tracker.update(chosen) if self.tracker else [-1] * len(chosen)
         if self.smoother is not None:
             rel, transl = rel.copy(), transl.copy()
@@ -167,6 +179,26 @@ class FramePipeline:
         return FrameResult(header=header, persons=tuple(persons), timing=timing,
                            assumed_intrinsics=intr.assumed, intrinsics=intr.matrix(),
                            notes=tuple(notes))
+
+
+def _refine_all(regressor, params: PipelineParams, rel, betas, transl, keypoints, K):
+    """Each person with keypoints fitted to them (refine.py); returns (rel, transl, changed)."""
+    from .refine import RefineParams, refine_person
+
+    rp = RefineParams(iterations=params.refine_iterations, prior_weight=params.refine_prior)
+    n = len(rel)
+    eye = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 24, 3, 3))
+    _, rest = regressor.lbs(np.ascontiguousarray(betas, np.float32), np.ascontiguousarray(eye))
+    rel, transl = np.array(rel, np.float32), np.array(transl, np.float32)
+    changed = False
+    for i in range(n):
+        if keypoints[i] is None:
+            continue
+        fitted = refine_person(rel[i], rest[i], transl[i], keypoints[i], K, rp)
+        if fitted is not None:
+            rel[i], transl[i] = fitted
+            changed = True
+    return rel, transl, changed
 
 
 def crop_keypoints(keypoints: Sequence[Optional[np.ndarray]], geoms) -> np.ndarray:
