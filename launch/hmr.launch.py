@@ -24,6 +24,9 @@ def generate_launch_description():
         DeclareLaunchArgument("detections_topic", default_value="",
                               description="optional vision_msgs/Detection2DArray of person "
                                           "boxes, matched to images by stamp"),
+        DeclareLaunchArgument("person_detector", default_value="auto",
+                              description="auto | blazepose | none: where people come from "
+                                          "without a detections topic"),
         DeclareLaunchArgument("params_file",
                               default_value=os.path.join(share, "config", "hmr.yaml"),
                               description="ROS 2 parameter file of the node"),
@@ -45,7 +48,8 @@ def generate_launch_description():
         parameters=[LaunchConfiguration("params_file"),
                     {"use_sim_time": PythonExpression(
                         ["'", LaunchConfiguration("use_sim_time"), "' == 'true'"]),
-                     "detections_topic": LaunchConfiguration("detections_topic")}],
+                     "detections_topic": LaunchConfiguration("detections_topic"),
+                     "person_detector": LaunchConfiguration("person_detector")}],
         remappings=[("image", LaunchConfiguration("image_topic")),
                     ("image/compressed",
                      [LaunchConfiguration("image_topic"), "/compressed"]),
