@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from hmr_ros.body.keypoints import COCO17_FACE, coco17_from_blazepose33
+from hmr_ros.body.keypoints import coco17_from_blazepose33
 
 from .convert import default_model_dir
 from .decode import (NUM_POSE_LANDMARKS, Candidates, Detection, Landmarks, Roi, box_iou,
@@ -75,16 +75,27 @@ class PersonKeypoints:
         return np.concatenate([c[:, :2], (c[:, 2] * c[:, 3])[:, None]], axis=1).astype(np.float32)
 
     def facing_camera(self, threshold: float = 0.5) -> Optional[bool]:
-        """True when the face is seen (nose and eyes visible), False when it is hidden while
-        the shoulders are seen, None when neither is clear."""
+        """Whether the person faces the camera, from the order of the shoulders: facing the
+        camera, the left shoulder is on the image's right of the torso's up direction (hips to
+        shoulders; the hips may be estimated outside the image). None when the shoulders are
+        not confidently seen, or the person is in profile (shoulder span under 0.3 torso
+        lengths).
+
+        The face landmarks' visibility would be the obvious judge, but BlazePose keeps them
+        visible on people seen from behind (measured on vtest.avi: "face visible" for 605 of
+        606 detected people, about half of whom walk away from the camera)."""
         c = self.coco17
-        face = float(np.mean(c[COCO17_FACE, 2]))
-        shoulders = float(np.min(c[[5, 6], 2]))
-        if face >= threshold:
-            return True
-        if shoulders >= threshold and face < 1 - threshold:
-            return False
-        return None
+        ls, rs, lh, rh = c[5], c[6], c[11], c[12]
+        if min(ls[2], rs[2]) < threshold or not np.isfinite(c[[5, 6, 11, 12], :2]).all():
+            return None
+        up = (ls[:2] + rs[:2]) / 2 - (lh[:2] + rh[:2]) / 2
+        across = ls[:2] - rs[:2]
+        torso = float(np.linalg.norm(up))
+        if torso < 1e-6 or np.linalg.norm(across) < 0.3 * torso:
+            return None
+        # image axes x right, y down: facing the camera, left shoulder lies to the image
+        # right, i.e. the cross product up x across is positive
+        return bool(up[0] * across[1] - up[1] * across[0] > 0)
 
 
 @dataclass
