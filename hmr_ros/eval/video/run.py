@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector-dir", default=None,
                         help="BlazePose folder (default: the one `hmr-ros detector fetch` wrote)")
     parser.add_argument("--max-persons", type=int, default=5)
+    parser.add_argument("--refine-iterations", type=int, default=0,
+                        help="fit each body to its detected keypoints at run time (node "
+                             "parameter refine_iterations); 0 = off")
     parser.add_argument("--overlays", type=int, default=6,
                         help="video frames to draw as overlay PNGs (default 6; stills always)")
     parser.add_argument("--no-stills", action="store_true", help="only the video")
@@ -342,7 +345,8 @@ def evaluate_video(path: Path, runner, body, detector_dir, args, out: Path, pers
     detector = PoseKeypointDetector(detector_dir, backend="onnxruntime", params=params,
                                     threads=args.threads)
     recorder = _Recorder(detector)
-    pipe = FramePipeline(runner, PipelineParams(max_persons=args.max_persons, track=True),
+    pipe = FramePipeline(runner, PipelineParams(max_persons=args.max_persons, track=True,
+                                               refine_iterations=args.refine_iterations),
                          keypoint_detector=recorder)
     t0 = time.perf_counter()
     background = median_background(str(path))
@@ -416,7 +420,8 @@ def evaluate_stills(paths: List[Path], runner, body, detector_dir, args, out: Pa
     detector = PoseKeypointDetector(detector_dir, backend="onnxruntime", params=params,
                                     threads=args.threads)
     recorder = _Recorder(detector)
-    pipe = FramePipeline(runner, PipelineParams(max_persons=args.max_persons, track=False),
+    pipe = FramePipeline(runner, PipelineParams(max_persons=args.max_persons, track=False,
+                                               refine_iterations=args.refine_iterations),
                          keypoint_detector=recorder)
     score = SourceScore("stills")
     per_image, drawn = {}, []
