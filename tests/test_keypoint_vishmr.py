@@ -99,3 +99,21 @@ def test_pipeline_normalises_keypoints_to_the_crop():
     # the same point through the crop's own affine lands on the same normalised coordinate
     u = g.image_to_crop() @ np.array([kp[1, 0], kp[1, 1], 1.0])
     assert np.allclose((u + 0.5) / 64 * 2 - 1, [-1.0, 1.0], atol=1e-6)
+
+
+def test_evaluate_feeds_keypoints_to_a_keypoint_model(kp_model, tmp_path):
+    """hmr-ros evaluate on a keypoint-conditioned model: the keypoint source is reported and
+    changes the answer (noisy ground truth vs none), deterministically."""
+    from hmr_ros.data.synthetic import SynthConfig, write_dataset
+    from hmr_ros.eval.ablation import evaluate
+    from hmr_ros.export import export_vishmr
+
+    export_vishmr(kp_model, tmp_path / "model")
+    write_dataset(tmp_path / "val", 6, SynthConfig(size=64), seed=3, shard_size=6,
+                  with_vertices=True, progress=False)
+    run = lambda source: evaluate(tmp_path / "model", tmp_path / "val", procedural_body(),  # noqa: E731
+                                  batch=3, progress=False, keypoints=source)
+    gt, gt_again, none = run("noisy-gt"), run("noisy-gt"), run("none")
+    assert gt["keypoints"] == "noisy-gt" and none["keypoints"] == "none"
+    assert gt["all"]["global"]["mpjpe"] == gt_again["all"]["global"]["mpjpe"]
+    assert gt["all"]["global"]["mpjpe"] != none["all"]["global"]["mpjpe"]

@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N samples only (0 = all)")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--keypoints", choices=KEYPOINT_SOURCES, default="auto",
+                        help="keypoints fed to a keypoint-conditioned model: detector (BlazePose "
+                             "on each render, in the main person's GT box: the deployed input), "
+                             "noisy-gt (the training noise model on the GT points), none; auto = "
+                             "detector when fetched, else noisy-gt")
     parser.add_argument("--box", choices=BOXES, default="render",
                         help="crop box: the whole render (the training framing) or the main "
                              "person's GT box (as the node crops a detection); see the module "
@@ -119,9 +124,39 @@ def evaluation_crops(samples, crop_size: int, mean, std, box: str = "render",
     return np.concatenate(crops).astype(np.float32, copy=False), geoms
 
 
+KEYPOINT_SOURCES = ("auto", "detector", "noisy-gt", "none")
+
+
+def keypoint_inputs(samples, geoms, source: str, detector, first_index: int) -> np.ndarray:
+    """(N, 17, 3) crop-normalised keypoints of each sample's main person, as the pipeline
+    would feed them (``runtime.pipeline.crop_keypoints``)."""
+    from hmr_ros.runtime.pipeline import crop_keypoints
+    from hmr_ros.train.data import synthetic_keypoint_input
+
+    points = []
+    for i, (s, g) in enumerate(zip(samples, geoms)):
+        if source == "none":
+            points.append(None)
+        elif source == "detector":
+            box = np.asarray(s["people_bbox"], np.float64)[0]
+            found = detector(np.ascontiguousarray(s["image"], dtype=np.uint8), boxes=[box])
+            points.append(found[0].coco17 if found else None)
+        else:  # the training noise, seeded per sample: the same draws every run
+            size = int(np.asarray(s["image"]).shape[0])
+            kp = synthetic_keypoint_input(s, size, np.random.default_rng([7, first_index + i]))
+            if kp is None:
+                points.append(None)
+                continue
+            px = kp.copy()  # render-normalised -> image pixels (pixel centres at integers)
+            px[:, :2] = (kp[:, :2] + 1.0) * 0.5 * size - 0.5
+            points.append(px)
+    return crop_keypoints(points, geoms)
+
+
 def evaluate(model_dir, data_dir, body, batch: int = 16, limit: int = 0,
              threads=None, progress: bool = True, box: str = "render",
-             context: Optional[float] = None) -> Dict[str, Dict[str, float]]:
+             context: Optional[float] = None,
+             keypoints: str = "auto") -> Dict[str, Dict[str, float]]:
     """{split: {mode: {metric: value}}} plus ``visibility`` accuracy, counts and the ``crop``
     used (box, context; module docs)."""
     from tqdm import tqdm
@@ -135,13 +170,27 @@ def evaluate(model_dir, data_dir, body, batch: int = 16, limit: int = 0,
     prep = runner.manifest.preprocessing
     mean, std = np.asarray(prep["mean"], np.float32), np.asarray(prep["std"], np.float32)
     data = SyntheticShards(data_dir, image_format="uint8")
+    detector = None
+    if runner.takes_keypoints and keypoints in ("auto", "detector"):
+        from hmr_ros.detect import DetectorParams, PoseKeypointDetector, default_model_dir
+
+        if keypoints == "detector" or (default_model_dir() / "manifest.json").is_file():
+            detector = PoseKeypointDetector(backend="onnxruntime", threads=threads,
+                                            params=DetectorParams(track=False))
+            keypoints = "detector"
+        else:
+            keypoints = "noisy-gt"
+    if not runner.takes_keypoints:
+        keypoints = "none"
     n = len(data) if not limit else min(limit, len(data))
     per_mode = {m: {"mpjpe": [], "pa_mpjpe": [], "pve": []} for m in MODES}
     omegas, uv_omegas, gt_vis, iuv_labels = [], [], [], []
     for start in tqdm(range(0, n, batch), desc="evaluate", unit="batch", disable=not progress):
         samples = [data.arrays(i) for i in range(start, min(n, start + batch))]
         crops, geoms = evaluation_crops(samples, runner.crop_size, mean, std, box, ctx)
-        out = runner(crops, mode="ks_matched")
+        kp = (keypoint_inputs(samples, geoms, keypoints, detector, start)
+              if runner.takes_keypoints else None)
+        out = runner(crops, mode="ks_matched", keypoints=kp)
         gj = np.stack([s["people_joints"][0] for s in samples])
         gv = np.stack([s["people_vertices"][0] for s in samples]) \
             if "people_vertices" in samples[0] else None
@@ -160,7 +209,7 @@ def evaluate(model_dir, data_dir, body, batch: int = 16, limit: int = 0,
     gt_vis = np.concatenate(gt_vis)
     occluded = (gt_vis < INVISIBLE).mean(1) >= OCCLUDED_FRACTION
     result: Dict[str, Dict] = {"count": {"all": int(n), "occluded": int(occluded.sum())},
-                               "crop": {"box": box, "context": ctx}}
+                               "crop": {"box": box, "context": ctx}, "keypoints": keypoints}
     for split, mask in (("all", np.ones(n, bool)), ("occluded", occluded)):
         result[split] = {}
         for mode in MODES:
@@ -221,7 +270,8 @@ def markdown_table(result: dict) -> str:
     lines.append("")
     crop = result.get("crop")
     if crop:
-        lines.append(f"crops: runtime crop_batch, box {crop['box']}, context {crop['context']:g}")
+        lines.append(f"crops: runtime crop_batch, box {crop['box']}, context {crop['context']:g}"
+                     f"; keypoint input: {result.get('keypoints', 'none')}")
     lines.append(f"{c['all']} validation persons, {c['occluded']} heavily occluded "
                  f"(>= {OCCLUDED_FRACTION:.0%} of parts with ω_gt < {INVISIBLE}); visibility head "
                  f"accuracy (ω > 0.5 vs ω_gt > 0.5, mean over parts): "
@@ -240,7 +290,8 @@ def run(args: argparse.Namespace) -> int:
     from hmr_ros.body import load_body_model
 
     result = evaluate(args.model_dir, args.data, load_body_model(args.body), args.batch,
-                      args.limit, args.threads, box=args.box, context=args.context)
+                      args.limit, args.threads, box=args.box, context=args.context,
+                      keypoints=args.keypoints)
     print(markdown_table(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
