@@ -16,7 +16,6 @@ from typing import Dict, List
 
 import numpy as np
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "vishmr_light"
 
 log = logging.getLogger("hmr_ros.infer")
 
@@ -24,9 +23,16 @@ log = logging.getLogger("hmr_ros.infer")
 def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files and/or folders of images")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR),
+    parser.add_argument("--model-dir", default=None,
                         help="exported model folder (manifest.json + stage graphs); default: the "
-                             "bundled light VisHMR")
+                             "bundled model (the node's model_dir default)")
+    parser.add_argument("--person-detector", choices=("auto", "blazepose", "none"),
+                        default="auto",
+                        help="people and 2D keypoints without --boxes (and keypoints for the "
+                             "given boxes): blazepose, none (whole image), auto = blazepose "
+                             "when fetched")
+    parser.add_argument("--refine-iterations", type=int, default=0,
+                        help="fit each body to its detected keypoints (0 = off)")
     parser.add_argument("--body", default="procedural",
                         help="body model the model was trained with: 'procedural' or an SMPL file")
     parser.add_argument("--camera-info", help="ROS camera_info YAML with the intrinsics; without "
@@ -59,10 +65,17 @@ def run_infer(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     body = load_body_model(args.body)
-    runner = VisHMRRunner(args.model_dir, body, backend=args.backend, threads=args.threads)
-    print(f"model {args.model_dir} on {runner.backend.name}")
+    from hmr_ros.node.params import default_model_dir
+
+    model_dir = args.model_dir or default_model_dir()
+    runner = VisHMRRunner(model_dir, body, backend=args.backend, threads=args.threads)
+    detector = _detector(args)
+    print(f"model {model_dir} on {runner.backend.name}; person detector: "
+          f"{'BlazePose' if detector is not None else 'none (boxes or the whole image)'}")
     pipe = FramePipeline(runner, PipelineParams(max_persons=args.max_persons, mode=args.mode,
-                                                track=False))
+                                                track=False,
+                                                refine_iterations=args.refine_iterations),
+                         keypoint_detector=detector)
     K = read_camera_info(Path(args.camera_info)) if args.camera_info else None
     boxes = read_boxes(Path(args.boxes)) if args.boxes else {}
     gt = _load_gt(Path(args.gt)) if args.gt else None
@@ -100,6 +113,18 @@ def run_infer(args: argparse.Namespace) -> int:
     if gt is not None:
         _print_metrics(predictions, gt)
     return 0 if frames else 1
+
+
+def _detector(args):
+    if args.person_detector == "none":
+        return None
+    from hmr_ros.detect import DetectorParams, PoseKeypointDetector, default_model_dir
+
+    if args.person_detector == "auto" and not (default_model_dir() / "manifest.json").is_file():
+        log.warning("no person detector fetched (hmr-ros detector fetch): whole images as boxes")
+        return None
+    return PoseKeypointDetector(backend=args.backend, threads=args.threads,
+                                params=DetectorParams(track=False, max_persons=args.max_persons))
 
 
 def _assumed_K(width: int, height: int) -> np.ndarray:

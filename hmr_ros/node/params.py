@@ -53,24 +53,30 @@ class Param:
         return ""
 
 
+#: bundled models, preferred first: the keypoint-conditioned default, then the image-only
+#: (paper-faithful) light VisHMR
+BUNDLED_MODELS = ("vishmr_kp_light", "vishmr_light")
+
+
 def default_model_dir() -> str:
-    """The bundled model: the source tree's ``models/vishmr_light``, else the installed
-    ``share/hmr_ros/models/vishmr_light`` (pip or colcon)."""
+    """The bundled model: the source tree's ``models/<name>``, else the installed
+    ``share/hmr_ros/models/<name>`` (pip or colcon), for the names of ``BUNDLED_MODELS`` in
+    order."""
     here = Path(__file__).resolve()
-    candidates = [here.parents[2] / "models" / "vishmr_light",
-                  Path(sys.prefix) / "share" / "hmr_ros" / "models" / "vishmr_light"]
+    roots = [here.parents[2] / "models", Path(sys.prefix) / "share" / "hmr_ros" / "models"]
     if len(here.parents) > 5:
-        candidates.append(here.parents[5] / "share" / "hmr_ros" / "models" / "vishmr_light")
-    for path in candidates:
-        if (path / "manifest.json").is_file():
-            return str(path)
-    return str(candidates[0])
+        roots.append(here.parents[5] / "share" / "hmr_ros" / "models")
+    for name in BUNDLED_MODELS:
+        for root in roots:
+            if (root / name / "manifest.json").is_file():
+                return str(root / name)
+    return str(roots[0] / BUNDLED_MODELS[0])
 
 
 PARAMS: Tuple[Param, ...] = (
     # model and runtime
     Param("model_dir", "", "exported model folder (manifest.json + stage graphs); empty = the "
-          "bundled light VisHMR"),
+          "bundled keypoint-conditioned light VisHMR"),
     Param("backend", "auto", "inference backend; auto = TensorRT with a GPU, else ONNX Runtime",
           choices=("auto", "onnxruntime", "tensorrt", "torch")),
     Param("engine_cache_dir", "", "TensorRT engine cache folder; empty = the default cache"),
