@@ -362,3 +362,23 @@ def test_refinement_brings_the_mesh_to_the_detected_keypoints(detector, tiny_run
     a, b = plain.process(image, K), fitted.process(image, K)
     assert "refine" in b.timing and np.isfinite(b.persons[0].vertices).all()
     assert error(b) < 0.5 * error(a)
+
+
+def test_keypoints_for_boxes_answer_box_by_box(detector, astronaut):
+    people = detector.keypoints_for_boxes(
+        astronaut, [np.array([400.0, 0.0, 500.0, 90.0]), np.array([30.0, 20.0, 360.0, 511.0])])
+    assert len(people) == 2 and people[0] is None and people[1].coco17[0, 2] > 0.9
+
+
+def test_batches_over_the_backend_limit_are_chunked(astronaut):
+    if not (MODEL_DIR / "manifest.json").is_file():
+        pytest.skip("run `hmr-ros detector fetch`")
+    from hmr_ros.detect import DetectorParams, PoseKeypointDetector
+
+    params = DetectorParams(track=False, detector_tile=200)  # 512 px: 10 views
+    whole = PoseKeypointDetector(MODEL_DIR, backend="onnxruntime", params=params)
+    chunked = PoseKeypointDetector(MODEL_DIR, backend="onnxruntime", params=params)
+    chunked.backend.max_batch = 3  # as a TensorRT engine would have
+    a, b = whole.detect(astronaut), chunked.detect(astronaut)
+    assert len(a) == len(b) >= 1
+    assert np.allclose(a[0].box, b[0].box, atol=1e-3)

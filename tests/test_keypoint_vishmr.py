@@ -117,3 +117,17 @@ def test_evaluate_feeds_keypoints_to_a_keypoint_model(kp_model, tmp_path):
     assert gt["keypoints"] == "noisy-gt" and none["keypoints"] == "none"
     assert gt["all"]["global"]["mpjpe"] == gt_again["all"]["global"]["mpjpe"]
     assert gt["all"]["global"]["mpjpe"] != none["all"]["global"]["mpjpe"]
+
+
+def test_torch_backend_feeds_keypoints_too(kp_model, tmp_path):
+    from hmr_ros.export import export_vishmr
+    from hmr_ros.runtime import VisHMRRunner
+
+    export_vishmr(kp_model, tmp_path)
+    runner = VisHMRRunner(tmp_path, procedural_body(), backend="torch", model=kp_model)
+    assert runner.takes_keypoints
+    crops = np.random.default_rng(3).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    z = runner.default_z(2)
+    a = runner(crops, z, mode="global", keypoints=_keypoints(2, 4))
+    b = runner(crops, z, mode="global", keypoints=_keypoints(2, 5))
+    assert np.abs(a["rel_rotmats"] - b["rel_rotmats"]).max() > 1e-5

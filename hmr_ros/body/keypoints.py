@@ -5,7 +5,8 @@ Three layouts meet in this package:
 - **BlazePose-33**: what the bundled keypoint model (MediaPipe BlazePose) outputs.
 - **COCO-17**: the keypoints the keypoint-conditioned regressor takes as input. Every layout
   here can fill it: BlazePose by index, the body model from joints plus head points.
-- **OpenPose COCO-18** (COCO-17 plus a neck): the order of REP-155's ``hri_msgs/Skeleton2D``.
+- **COCO-18** (COCO-17 plus a neck) in the order of REP-155's ``hri_msgs/Skeleton2D`` (like
+  OpenPose's COCO-18, but left before right for the eyes and ears).
 
 "Left" is always the person's left.
 """
@@ -46,7 +47,7 @@ COCO17_EDGES = (
     (11, 12), (11, 13), (13, 15), (12, 14), (14, 16),
 )
 
-#: REP-155 Skeleton2D order (hri_msgs): OpenPose COCO-18
+#: REP-155 Skeleton2D order (hri_msgs): COCO-18 with a neck, left eye/ear before right
 COCO18_NAMES = (
     "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder",
     "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip",

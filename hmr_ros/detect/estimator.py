@@ -109,7 +109,10 @@ class PoseKeypointDetector:
     """BlazePose (detector + full landmark model) for many people; see the module docs."""
 
     def __init__(self, model_dir: Union[str, Path, None] = None, backend: str = "auto",
-                 params: DetectorParams = DetectorParams(), threads: Optional[int] = None):
+                 params: DetectorParams = DetectorParams(), threads: Optional[int] = None,
+                 **backend_options):
+        """``backend_options`` go to the backend (e.g. TensorRT's ``precision``,
+        ``cache_dir``; see ``hmr_ros.runtime.backends.select_backend``)."""
         from hmr_ros.runtime.backends import select_backend
         from hmr_ros.runtime.errors import EngineError
 
@@ -118,7 +121,7 @@ class PoseKeypointDetector:
             raise EngineError(f"{model_dir}: {MISSING_MODEL_HINT}")
         self.model_dir = model_dir
         self.params = params
-        self.backend = select_backend(backend, model_dir, threads=threads)
+        self.backend = select_backend(backend, model_dir, threads=threads, **backend_options)
         if set(self.backend.stages) != {"detector", "landmarks"}:
             raise EngineError(f"{model_dir} is not a person detector (stages "
                               f"{list(self.backend.stages)}, expected detector and landmarks)")
@@ -142,12 +145,28 @@ class PoseKeypointDetector:
             self._tracked = []
             self._since_detect = 0
 
+    def keypoints_for_boxes(self, image: np.ndarray, boxes: Sequence[np.ndarray]
+                            ) -> List[Optional[PersonKeypoints]]:
+        """One entry per box, in order (boxes from a ``detections`` topic): the person's
+        keypoints, or None where the landmark model sees nobody in that box. Tracking is
+        reset: the next frame without boxes starts from the detector."""
+        with self._lock:
+            self._tracked, self._since_detect = [], 0
+            image = np.ascontiguousarray(image)
+            h, w = image.shape[:2]
+            rois = [roi_from_box(np.asarray(b, np.float32)) for b in boxes]
+            out: List[Optional[PersonKeypoints]] = []
+            for lm in self.landmarks(image, rois):
+                person = self._person(lm, w, h)
+                out.append(person)
+            return out
+
     def detect(self, image: np.ndarray) -> List[Detection]:
         """Detector only, over the whole frame and its tiles in one batch: detections (score,
         box, 4 keypoints) in image pixels, best first."""
         h, w = image.shape[:2]
         inputs = [view_input(image, v) for v in detector_views(w, h, self.params.detector_tile)]
-        out = self.backend.run("detector", {"image": np.stack([x for x, _ in inputs])})
+        out = self._run_batched("detector", np.stack([x for x, _ in inputs]))
         found = Candidates.concatenate([
             decode_candidates(out["boxes"][i], out["scores"][i], lb,
                               self.params.min_detection_score)
@@ -158,11 +177,32 @@ class PoseKeypointDetector:
         """Landmark model over ``rois`` in one batch."""
         if not rois:
             return []
-        batch = np.stack([roi_input(image, r) for r in rois])
-        out = self.backend.run("landmarks", {"image": batch})
+        out = self._run_batched("landmarks", np.stack([roi_input(image, r) for r in rois]))
         return [decode_landmarks(out["landmarks"][i], float(out["pose_flag"][i, 0]),
                                  out["heatmap"][i], out["world"][i], roi)
                 for i, roi in enumerate(rois)]
+
+    def _run_batched(self, stage: str, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        """One stage over a batch, in chunks of the backend's batch limit (TensorRT engines
+        have one: 8 by default; tiles and crowds exceed it)."""
+        limit = getattr(self.backend, "max_batch", None) or len(batch)
+        parts = [self.backend.run(stage, {"image": batch[i:i + limit]})
+                 for i in range(0, len(batch), limit)]
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
+    def _person(self, lm: Landmarks, width: int, height: int) -> Optional[PersonKeypoints]:
+        """A landmark result as a person, or None (no person there, or degenerate)."""
+        if lm.pose_score < self.params.min_pose_score or not np.isfinite(lm.points).all():
+            return None
+        box = person_box(lm.points, width, height)
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            return None
+        return PersonKeypoints(
+            box=box, score=lm.pose_score,
+            landmarks=np.concatenate([lm.points[:NUM_POSE_LANDMARKS, :2],
+                                      lm.visibility[:NUM_POSE_LANDMARKS, None],
+                                      lm.presence[:NUM_POSE_LANDMARKS, None]], axis=1),
+            world=lm.world[:NUM_POSE_LANDMARKS], roi=lm.next_roi())
 
     # --- one frame ---------------------------------------------------------------------------
 
@@ -173,6 +213,7 @@ class PoseKeypointDetector:
         timing = {}
         self.stats.frames += 1
         if boxes is not None:
+            self._tracked, self._since_detect = [], 0  # the next frame without boxes detects
             rois = [roi_from_box(np.asarray(b, np.float32)) for b in boxes][: p.max_persons]
         else:
             rois = list(self._tracked) if p.track else []
@@ -189,19 +230,8 @@ class PoseKeypointDetector:
             rois = rois[: 2 * p.max_persons]
         t1 = time.perf_counter()
         timing["detector"] = t1 - t0
-        people = []
-        for lm in self.landmarks(image, rois):
-            if lm.pose_score < p.min_pose_score or not np.isfinite(lm.points).all():
-                continue
-            box = person_box(lm.points, w, h)
-            if box[2] - box[0] < 2 or box[3] - box[1] < 2:
-                continue
-            people.append(PersonKeypoints(
-                box=box, score=lm.pose_score,
-                landmarks=np.concatenate([lm.points[:NUM_POSE_LANDMARKS, :2],
-                                          lm.visibility[:NUM_POSE_LANDMARKS, None],
-                                          lm.presence[:NUM_POSE_LANDMARKS, None]], axis=1),
-                world=lm.world[:NUM_POSE_LANDMARKS], roi=lm.next_roi()))
+        people = [q for q in (self._person(lm, w, h) for lm in self.landmarks(image, rois))
+                  if q is not None]
         timing["landmarks"] = time.perf_counter() - t1
         people = _drop_duplicates(people, p.same_person_iou)[: p.max_persons]
         if boxes is None and p.track:

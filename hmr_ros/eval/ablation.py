@@ -143,7 +143,8 @@ def keypoint_inputs(samples, geoms, source: str, detector, first_index: int) -> 
             points.append(found[0].coco17 if found else None)
         else:  # the training noise, seeded per sample: the same draws every run
             size = int(np.asarray(s["image"]).shape[0])
-            kp = synthetic_keypoint_input(s, size, np.random.default_rng([7, first_index + i]))
+            kp = synthetic_keypoint_input(s, size, np.random.default_rng([7, first_index + i]),
+                                          p_empty=0.0)
             if kp is None:
                 points.append(None)
                 continue

@@ -13,7 +13,6 @@ crop's edges, the same frame as the training contract's ``keypoints2d`` -- and a
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -43,22 +42,3 @@ class KeypointEncoder(nn.Module):
         xy = keypoints[..., :2].clamp(-COORD_LIMIT, COORD_LIMIT)
         x = torch.cat([xy * conf, conf], dim=-1)  # B x 17 x 3
         return self.net(x.flatten(1))
-
-
-def keypoints_to_crop(keypoints: np.ndarray, centre: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """Image-pixel keypoints (N, 17, 3) -> crop-normalised (N, 17, 3) for square crops of side
-    ``size`` (N,) centred at ``centre`` (N, 2) -- the runtime's :class:`CropGeometry`. Non-finite
-    points get confidence 0."""
-    kp = np.asarray(keypoints, np.float32).copy()
-    c = np.asarray(centre, np.float32)[:, None, :]
-    s = np.asarray(size, np.float32)[:, None, None]
-    kp[..., :2] = (kp[..., :2] - c) / (0.5 * s)
-    bad = ~np.isfinite(kp).all(axis=-1)
-    kp[bad] = 0.0
-    kp[..., 2] = np.clip(kp[..., 2], 0.0, 1.0)
-    return kp
-
-
-def no_keypoints(batch: int) -> np.ndarray:
-    """The input for persons without detected keypoints: every confidence 0."""
-    return np.zeros((batch, NUM_COCO17, 3), np.float32)

@@ -495,9 +495,12 @@ def _load_detector(config: NodeConfig):
         log.warning("person_detector auto: BlazePose is not installed in %s (hmr-ros detector "
                     "fetch); without a detections topic the whole frame is one person", model_dir)
         return None
+    options: Dict[str, Any] = {"precision": config.precision}
+    if config.engine_cache_dir:
+        options["cache_dir"] = config.engine_cache_dir
     detector = PoseKeypointDetector(
         model_dir, backend=config.backend if config.backend != "torch" else "onnxruntime",
-        threads=config.threads or None,
+        threads=config.threads or None, **options,
         params=DetectorParams(min_detection_score=config.detector_min_score,
                               max_persons=config.max_persons,
                               detect_every=config.detector_every,

@@ -13,7 +13,7 @@ objects; every message carries the source image's header unchanged. Conventions:
   camera's optical frame;
 - ``joint_states``: per SMPL joint three revolute angles ``<joint>_rx|ry|rz_<id>`` (radians,
   intrinsic x-y-z Euler angles of the joint's rotation relative to its parent);
-- ``skeleton2d``: the 18 OpenPose-COCO points of hri_msgs, normalised by the image size; points
+- ``skeleton2d``: the 18 COCO points of hri_msgs (a neck added), normalised by the image size; points
   without an SMPL joint (eyes, ears) carry confidence 0.
 """
 
@@ -125,9 +125,10 @@ def human_mesh_array(result: Any, header: Any, body_ids: Sequence[Tuple[str, boo
 
 
 def _skeleton_points(person: Any, width: int, height: int) -> List[Tuple[float, float, float]]:
-    """The 18 OpenPose-COCO points (normalised x, y, confidence): the keypoint model's when a
-    detector ran (its confidence), else the mesh's projected joints (part visibility as the
-    confidence; the face points, which the joints lack, at confidence 0). Points outside the
+    """The 18 points of hri_msgs/Skeleton2D (normalised x, y, confidence): the keypoint model's
+    when a detector ran (its confidence), else the mesh's projected joints (part visibility as
+    the confidence; the nose at the head joint, the eyes and ears, which the joints lack, at
+    confidence 0). Points outside the
     image or not finite get confidence 0."""
     detected = getattr(person, "detected_keypoints", None)
     if detected is not None:

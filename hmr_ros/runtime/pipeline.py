@@ -58,8 +58,9 @@ class FramePipeline:
 
     def __init__(self, regressor, params: PipelineParams = PipelineParams(),
                  keypoint_detector=None):
-        """``keypoint_detector``: a :class:`hmr_ros.detect.PoseKeypointDetector` (or anything
-        called as ``detector(image, boxes=None) -> [person with .box, .score, .coco17]``)."""
+        """``keypoint_detector``: a :class:`hmr_ros.detect.PoseKeypointDetector` (anything with
+        ``detector(image) -> [person with .box, .score, .coco17]`` and
+        ``detector.keypoints_for_boxes(image, boxes) -> [person or None per box]``)."""
         self.regressor = regressor
         self.keypoint_detector = keypoint_detector
         self.params = params
@@ -113,9 +114,13 @@ class FramePipeline:
         chosen = select_boxes(list(boxes), width, height, self.params.score_threshold,
                               self.params.min_box_size, self.params.max_persons, notes)
         if self.keypoint_detector is not None:
-            if found is None and chosen:  # boxes from a topic: keypoints for exactly those
-                found = self.keypoint_detector(image, boxes=[b.as_array() for b in chosen])
-            keypoints = _match_keypoints(chosen, found or [])
+            if found is None:  # boxes from a topic: keypoints for exactly those, in order
+                per_box = (self.keypoint_detector.keypoints_for_boxes(
+                    image, [b.as_array() for b in chosen]) if chosen else [])
+                keypoints = [None if q is None else np.asarray(q.coco17, np.float32)
+                             for q in per_box]
+            else:
+                keypoints = _match_keypoints(chosen, found)
             timing["detector"] = time.perf_counter() - t0
         else:
             keypoints = [None] * len(chosen)
@@ -215,6 +220,9 @@ def crop_keypoints(keypoints: Sequence[Optional[np.ndarray]], geoms) -> np.ndarr
         out[i, :, 0] = (kp[:, 0] + 0.5 - g.cx) / half
         out[i, :, 1] = (kp[:, 1] + 0.5 - g.cy) / half
         out[i, :, 2] = np.clip(kp[:, 2], 0.0, 1.0)
+    # inside the crop, as in training (the renders are the crops, and the detector's points
+    # are clipped to them): a point the detector extrapolated beyond the frame sits on the edge
+    np.clip(out[..., :2], -1.0, 1.0, out=out[..., :2])
     bad = ~np.isfinite(out).all(axis=-1)
     out[bad] = 0.0
     return out

@@ -119,10 +119,11 @@ def refine_person(rel: np.ndarray, rest_joints: np.ndarray, transl: np.ndarray,
             return None
         uv = np.stack([fx * P[:, 0] / P[:, 2] + cx, fy * P[:, 1] / P[:, 2] + cy], 1)
         e = (uv - target) / torso  # torso units
-        # Huber as iteratively reweighted least squares
+        # Huber as iteratively reweighted least squares: these weights make the Gauss-Newton
+        # step the Huber objective's (cost() below evaluates that objective itself)
         r = np.sqrt((e ** 2).sum(1))
         w = conf * np.minimum(1.0, params.robust_scale / np.maximum(r, 1e-12))
-        return A, p, P, e, w
+        return A, p, P, e, w, r
 
     state = residuals(rel, t, deviation)
     if state is None:
@@ -131,14 +132,17 @@ def refine_person(rel: np.ndarray, rest_joints: np.ndarray, transl: np.ndarray,
     t0 = t.copy()
     depth_scale = max(0.1 * abs(float(t0[2])), 0.05)
 
+    delta = params.robust_scale
+
     def cost(st, dev_, t_):
-        _, _, _, e, w = st
-        return float((w[:, None] * e ** 2).sum() + params.prior_weight * (dev_ ** 2).sum()
+        r = st[5]  # Huber (x2): r^2 inside delta, delta (2 r - delta) beyond
+        huber = np.where(r <= delta, r ** 2, delta * (2 * r - delta))
+        return float((conf * huber).sum() + params.prior_weight * (dev_ ** 2).sum()
                      + params.prior_weight * ((t_[2] - t0[2]) / depth_scale) ** 2)
 
     current = cost(state, deviation, t)
     for _ in range(params.iterations):
-        A, p, P, e, w = state
+        A, p, P, e, w, _ = state
         # d(uv)/dP per point (12 x 2 x 3), in torso units
         z = P[:, 2]
         dproj = np.zeros((12, 2, 3))

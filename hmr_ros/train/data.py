@@ -247,8 +247,8 @@ def _image_side(img) -> int:
     return int(shape[1] if len(shape) == 3 and shape[0] == 3 else shape[0])
 
 
-def synthetic_keypoint_input(raw: Dict[str, Any], size: int,
-                             rng: np.random.Generator) -> Optional[np.ndarray]:
+def synthetic_keypoint_input(raw: Dict[str, Any], size: int, rng: np.random.Generator,
+                             p_empty: float = P_NO_KEYPOINTS) -> Optional[np.ndarray]:
     """(17, 3) detector-like keypoints of the main person (crop-normalised x, y, confidence)
     from the render's clean COCO-17 points and their visibility, through the keypoint noise
     model; None when the sample has no COCO-17 points (older shards)."""
@@ -264,7 +264,7 @@ def synthetic_keypoint_input(raw: Dict[str, Any], size: int,
                     if raw.get("people_face_front") is not None else None),
         box=box, image_size=float(size))
     out = np.zeros((17, 3), np.float32)
-    if rng.random() >= P_NO_KEYPOINTS:
+    if rng.random() >= p_empty:
         out[:, :2] = (det - 0.5 * size) / (0.5 * size)
         out[:, 2] = conf
     return out

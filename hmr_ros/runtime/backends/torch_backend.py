@@ -58,14 +58,18 @@ class TorchBackend(BackendBase):
             features, iuv, pooled = self.model.stage_a(images)
             uv = torch_ops.iuv_warp(features, iuv, cfg.uv_size, cfg.fg_threshold)
             z = torch.zeros(1, cfg.num_hypotheses, POSE_DIM, device=self.device)
-            out_b = self.model.stage_b(uv, pooled, z)
+            # the keypoint-conditioned variant's fourth input, as its ONNX export has it
+            kp = (torch.zeros(1, 17, 3, device=self.device)
+                  if getattr(cfg, "keypoint_input", False) else None)
+            out_b = self.model.stage_b(uv, pooled, z, kp)
+        b_inputs = tuple(zip(STAGE_B_INPUTS, (uv, pooled, z))) + (
+            (("keypoints", kp),) if kp is not None else ())
         self._outputs = {"stage_a": tuple(STAGE_A_OUTPUTS), "stage_b": tuple(STAGE_B_OUTPUTS)}
         super().__init__({
             "stage_a": ((_batched("images", images.shape),),
                         tuple(_batched(n, t.shape) for n, t in
                               zip(STAGE_A_OUTPUTS, (features, iuv, pooled)))),
-            "stage_b": (tuple(_batched(n, t.shape) for n, t in
-                              zip(STAGE_B_INPUTS, (uv, pooled, z))),
+            "stage_b": (tuple(_batched(n, t.shape) for n, t in b_inputs),
                         tuple(_batched(n, out_b[n].shape) for n in STAGE_B_OUTPUTS)),
         })
 
@@ -87,7 +91,8 @@ class TorchBackend(BackendBase):
                 values = self.model.stage_a(args["images"])
                 out = dict(zip(self._outputs["stage_a"], values))
             else:
-                result = self.model.stage_b(args["uv_features"], args["pooled"], args["z"])
+                result = self.model.stage_b(args["uv_features"], args["pooled"], args["z"],
+                                            args.get("keypoints"))
                 out = {n: result[n] for n in self._outputs["stage_b"]}
         if keep_torch:
             return out
