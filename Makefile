@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.hmr_ros-installed
 
-.PHONY: test demo demo-images install build bench clean
+.PHONY: test demo demo-images eval-footage install build bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,10 +44,18 @@ demo-images: $(STAMP)
 	$(PY) -m hmr_ros.cli infer models/samples --out out/demo_images \
 		--boxes models/samples/boxes.json --gt models/samples/gt.npz
 
+# The bundled model on real footage (OpenCV's vtest.avi and three stills, fetched from Debian's
+# opencv-doc into ~/.cache/hmr_ros/footage, never committed): PCK against the keypoint model,
+# front/back, silhouette IoU, jitter and FPS against constant-pose baselines; out/eval_video.
+eval-footage: $(STAMP)
+	$(VENV)/bin/hmr-ros footage fetch
+	$(VENV)/bin/hmr-ros eval-video --model-dir models/vishmr_kp_light --frames 300 --threads 2
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_kernels.py
 	$(PY) benchmarks/bench_vishmr_ort.py
 	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_detect_pipeline.py
 	$(PY) benchmarks/bench_transport.py
 
 clean:
