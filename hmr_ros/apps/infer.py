@@ -31,8 +31,9 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
                         help="people and 2D keypoints without --boxes (and keypoints for the "
                              "given boxes): blazepose, none (whole image), auto = blazepose "
                              "when fetched")
-    parser.add_argument("--refine-iterations", type=int, default=0,
-                        help="fit each body to its detected keypoints (0 = off)")
+    parser.add_argument("--refine-iterations", type=int, default=5,
+                        help="fit each body to its detected keypoints (the node's default; 0 = "
+                             "off)")
     parser.add_argument("--body", default="procedural",
                         help="body model the model was trained with: 'procedural' or an SMPL file")
     parser.add_argument("--camera-info", help="ROS camera_info YAML with the intrinsics; without "

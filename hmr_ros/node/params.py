@@ -108,7 +108,7 @@ PARAMS: Tuple[Param, ...] = (
           minimum=1, maximum=100),
     Param("track_max_age", 15, "frames a person may be missed before its id is dropped",
           minimum=0, maximum=1000),
-    Param("refine_iterations", 0, "Levenberg-Marquardt steps fitting each body to its detected "
+    Param("refine_iterations", 5, "Levenberg-Marquardt steps fitting each body to its detected "
           "keypoints (pose prior: the regressor's answer); 0 = off", minimum=0, maximum=50),
     Param("refine_prior", 0.05, "how strongly refinement keeps the regressor's rotations",
           minimum=0.0, maximum=100.0),
