@@ -161,7 +161,8 @@ def test_cli_commands_are_registered_in_one_table():
             assert sub.get_default("run") is commands[2]
             continue
         required = {("body", "export"): ["--out", "x.obj"], ("body", "faces"): ["--out", "f.cdr"],
-                    ("bag", "make-sample"): ["out"], ("bag", "info"): ["bag"]}
+                    ("bag", "make-sample"): ["out"], ("bag", "info"): ["bag"],
+                ("detector", "run"): ["x.png", "--out", "o"]}
         for name in commands:
             args = parser.parse_args([group, name, *required.get((group, name), [])])
             assert args.run is commands[name][2]
