@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import fnmatch
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
+
+from hmr_ros.export.manifest import sha256_of
 
 PACKAGE = "opencv-doc"
 DOC_DIR = "usr/share/doc/opencv-doc"
@@ -50,14 +51,6 @@ FETCH_HINT = "run `hmr-ros footage fetch` (apt-get download opencv-doc; about 96
 def default_footage_dir() -> Path:
     env = os.environ.get(ENV)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "hmr_ros" / "footage"
-
-
-def sha256_file(path: Union[str, Path]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --- DEP-5 copyright -------------------------------------------------------------------------
@@ -132,7 +125,7 @@ def install_from_tree(tree: Union[str, Path], dest: Union[str, Path], version: s
         upstream = f"{UPSTREAM_DATA_DIR}/{name}"
         licence, holders, patterns = dep5_licence(text, upstream)
         files[name] = {
-            "sha256": sha256_file(target), "bytes": target.stat().st_size,
+            "sha256": sha256_of(target), "bytes": target.stat().st_size,
             "package_path": f"{DATA_DIR}/{name}", "upstream_path": upstream,
             "license": licence or "not stated", "copyright": holders,
             "dep5_files": patterns,
@@ -145,7 +138,7 @@ def install_from_tree(tree: Union[str, Path], dest: Union[str, Path], version: s
             "%Y-%m-%dT%H:%M:%SZ"),
         "files": files,
         "copyright_file": {"path": "copyright", "package_path": COPYRIGHT,
-                           "sha256": sha256_file(dest / "copyright")},
+                           "sha256": sha256_of(dest / "copyright")},
         "license_note": (f"licences as stated in {COPYRIGHT} of the package: the last DEP-5 "
                          f"'Files' stanza matching the upstream path ({UPSTREAM_DATA_DIR}/<name>,"
                          f" which the package installs as examples/data/<name>)"),
@@ -168,7 +161,7 @@ def check_footage(folder: Union[str, Path]) -> Dict[str, Path]:
         record = json.loads(manifest.read_text())
         for name in FILES:
             want = record.get("files", {}).get(name, {}).get("sha256")
-            if want and sha256_file(folder / name) != want:
+            if want and sha256_of(folder / name) != want:
                 raise OSError(f"{folder / name}: SHA-256 differs from {manifest}: {FETCH_HINT} "
                               "--force")
     return {n: folder / n for n in FILES}
@@ -258,7 +251,7 @@ def fetch_footage(cache: Union[str, Path, None] = None, deb: Union[str, Path, No
             source = f"apt-get download {PACKAGE}"
         else:
             deb_path, source = Path(deb), f"local file {Path(deb).name}"
-        digest = sha256_file(deb_path)
+        digest = sha256_of(deb_path)
         if expected and digest != expected:
             raise RuntimeError(f"{deb_path.name}: SHA-256 {digest} differs from apt's index "
                                f"({expected})")

@@ -108,7 +108,6 @@ def refine_person(rel: np.ndarray, rest_joints: np.ndarray, transl: np.ndarray,
     rel = np.array(rel, np.float64)
     t = np.array(transl, np.float64)
     deviation = np.zeros((24, 3))  # accumulated local increments (small-angle prior)
-    sqrt_prior = np.sqrt(params.prior_weight)
     lam = params.damping
     anc = _ANCESTORS[SMPL_FOR_COCO17_BODY]  # 12 x 24
 
