@@ -382,3 +382,20 @@ def test_batches_over_the_backend_limit_are_chunked(astronaut):
     a, b = whole.detect(astronaut), chunked.detect(astronaut)
     assert len(a) == len(b) >= 1
     assert np.allclose(a[0].box, b[0].box, atol=1e-3)
+
+
+def test_person_box_takes_in_the_head_whichever_way_the_person_lies():
+    pts = np.zeros((39, 3), np.float32)
+    # upright: hips at y=200, shoulders at y=100, eyes at y=60, nose 70, mouth 80
+    for i, (x, y) in {23: (95, 200), 24: (105, 200), 11: (90, 100), 12: (110, 100),
+                      2: (97, 60), 5: (103, 60), 0: (100, 70), 9: (98, 80), 10: (102, 80)}.items():
+        pts[i, :2] = (x, y)
+    others = [i for i in range(33) if i not in (23, 24, 11, 12, 2, 5, 0, 9, 10)]
+    pts[others, :2] = (100, 150)
+    box = decode.person_box(pts, 1000, 1000)
+    assert box[1] < 60 - 15  # the crown above the eyes
+    lying = pts.copy()
+    lying[:, 0], lying[:, 1] = pts[:, 1] + 300, pts[:, 0] + 300  # head towards +x... mirrored
+    lying[:, 0] = 1000 - lying[:, 0]  # hips at x=800, head towards -x
+    box = decode.person_box(lying, 1000, 1000)
+    assert box[0] < (1000 - 360) - 15  # the crown beyond the eyes, to the left

@@ -314,18 +314,25 @@ def decode_landmarks(raw: np.ndarray, pose_flag: float, heatmap: np.ndarray, wor
 
 
 def person_box(points: np.ndarray, width: int, height: int) -> np.ndarray:
-    """A person box from the 33 pose landmarks: their extent, raised above the eyes to take
-    in the top of the head, clipped to the image. (x0, y0, x1, y1) pixels."""
+    """A person box from the 33 pose landmarks: their extent, plus the top of the head (the
+    highest landmarks are the eyes; the crown is about two nose-to-mouth distances beyond
+    them along the body's hips-to-shoulders axis, whichever way the person is turned),
+    clipped to the image. (x0, y0, x1, y1) pixels."""
     p = points[:NUM_POSE_LANDMARKS, :2]
+    if np.isfinite(p).all():
+        head = float(np.linalg.norm(p[0] - (p[9] + p[10]) / 2))
+        up = (p[11] + p[12]) / 2 - (p[23] + p[24]) / 2
+        norm = float(np.linalg.norm(up))
+        if norm > 1e-6:
+            eyes = (p[2] + p[5]) / 2
+            p = np.concatenate([p, (eyes + up / norm * 2.0 * head)[None]])
     p = p[np.isfinite(p).all(axis=1)]
     if not len(p):
         return np.zeros(4, np.float32)
     x0, y0 = p.min(0)
     x1, y1 = p.max(0)
-    # the highest landmarks are the eyes; a head's top is about one eye-to-mouth distance higher
-    head = float(np.linalg.norm(points[0, :2] - (points[9, :2] + points[10, :2]) / 2))
     pad = 0.03 * max(x1 - x0, y1 - y0)
-    box = np.array([x0 - pad, y0 - pad - 2.0 * head, x1 + pad, y1 + pad], np.float32)
+    box = np.array([x0 - pad, y0 - pad, x1 + pad, y1 + pad], np.float32)
     return np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1]).astype(np.float32)
 
 
