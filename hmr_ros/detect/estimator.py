@@ -122,7 +122,7 @@ class PoseKeypointDetector:
         self.model_dir = model_dir
         self.params = params
         self.backend = select_backend(backend, model_dir, threads=threads, **backend_options)
-        if set(self.backend.stages) != {"detector", "landmarks"}:
+        if not {"detector", "landmarks"} <= set(self.backend.stages):
             raise EngineError(f"{model_dir} is not a person detector (stages "
                               f"{list(self.backend.stages)}, expected detector and landmarks)")
         self._tracked: List[Roi] = []

@@ -69,7 +69,8 @@ def segmentation_mask(detector, rgb: np.ndarray, roi, threshold: float = 0.5) ->
 
     from hmr_ros.detect.decode import LANDMARK_SIZE, roi_input
 
-    out = detector.backend.run("landmarks", {"image": roi_input(rgb, roi)[None]})
+    stage = "segmentation" if "segmentation" in detector.backend.stages else "landmarks"
+    out = detector.backend.run(stage, {"image": roi_input(rgb, roi)[None]})
     logits = np.asarray(out["segmentation"], np.float32).reshape(LANDMARK_SIZE, LANDMARK_SIZE)
     h, w = rgb.shape[:2]
     # warp the logits (smooth) rather than the thresholded mask; outside the region: -inf
