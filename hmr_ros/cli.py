@@ -151,6 +151,8 @@ COMMANDS: Dict[str, object] = {
               *_lazy(".train.cli", "add_arguments", "run")),
     "evaluate": ("paper table 2 (ablation modes, occluded split) on synthetic validation data",
                  *_lazy(".eval.ablation", "add_arguments", "run")),
+    "eval": ("replay bags through the node's pipeline and score it against their ground truth",
+             *_lazy(".eval.bag_eval", "add_arguments", "run")),
     "eval-video": ("score the deployed path on real footage against constant-pose baselines",
                    *_lazy(".eval.video.run", "add_arguments", "run")),
     "footage": {"fetch": ("download OpenCV's sample footage (Debian opencv-doc) for eval-video",

@@ -1,0 +1,652 @@
+"""``hmr-ros eval BAG [BAG...] --report DIR``: replay recorded bags through the node's pipeline
+and score it against the bags' ground truth.
+
+Bags are read with the bag layer (`hmr_ros.bag.BagReader`: rosbag2 sqlite3 / MCAP, ROS 1).
+Per bag, images (``sensor_msgs/Image`` or ``CompressedImage``), ``camera_info``, optional person
+detections (``vision_msgs/Detection2DArray``) and ground truth (``hmr_ros/HumanMeshArray``) are
+joined by header stamp; every image runs, as fast as possible, through the same
+`FramePipeline` + `VisHMRRunner` the node builds (`hmr_ros.node.node._load_pipeline`, from the
+node's own parameters: ``-p name:=value`` as for ``hmr-ros node``). Predictions are matched to
+ground-truth persons per frame by the Hungarian algorithm on box IoU (joint distance breaks
+ties); pairs under ``--min-iou`` are no match. A ground-truth person without a match is a
+*miss*, a prediction without one a *false positive*. A bag that cannot be opened or breaks while
+being read is reported (``bags[].status == "skipped"`` with its ``reason``) and left out of the
+metrics; the other bags' results are kept.
+
+``DIR/metrics.json`` (schema_version 1; all lengths in millimetres, 2D errors in pixels,
+latencies in milliseconds; a value that could not be computed is ``null``)::
+
+    {
+      "schema_version": 1,
+      "tool": "hmr-ros eval",
+      "created": ISO-8601 UTC time,
+      "config": {"model_dir", "backend", "merge_mode", "person_detector", "min_iou",
+                 "topics": {"image", "compressed_image", "camera_info", "detections",
+                            "ground_truth"},
+                 "occlusion_bins": [[lo, hi], ...]},
+      "bags": [{"path", "name", "status": "ok" | "skipped", "reason": str | null,
+                "frames": images processed, "frames_scored": frames with ground truth,
+                "frames_failed": frames the pipeline skipped, "wall_s", "fps"}],
+      "overall": SUMMARY,
+      "per_sequence": {bag name: SUMMARY},          # bags that were read completely
+      "by_occlusion": {"lo-hi": SUMMARY},            # ground-truth persons binned by occlusion
+      "latency_ms": {stage: {"count", "mean", "p50", "p95", "p99"}},
+      "throughput": {"frames", "wall_s", "fps", "pipeline_s", "pipeline_fps"}
+    }
+
+    SUMMARY = {
+      "frames": scored frames (null in by_occlusion),
+      "gt_persons", "pred_persons" (null in by_occlusion), "matched", "misses",
+      "false_positives" (null in by_occlusion: a false positive has no ground truth),
+      "mpjpe_mm", "pa_mpjpe_mm", "pve_mm", "kp2d_px": STAT,
+      "visibility_accuracy": STAT (per matched person: share of the 24 parts whose predicted
+                            ω > 0.5 agrees with ground-truth visibility > 0.5),
+      "visibility_accuracy_per_part": [24 floats or null] (per part, over matched persons)
+    }
+    STAT = {"count", "mean", "median"}              # over matched persons; null mean if count 0
+
+Metrics (`hmr_ros.eval.metrics`): MPJPE root-aligned (pelvis), PA-MPJPE after a similarity
+Procrustes fit, PVE root-aligned where the ground truth has vertices of the predicted topology,
+2D keypoint error the mean pixel distance of the 24 projected joints, occlusion level the share
+of the 24 parts whose ground-truth visibility is < 0.5 (persons without ground-truth visibility
+are not binned). Latency: the pipeline's per-stage ``FrameResult.timing`` plus ``decode`` (image
+message to RGB); throughput: processed frames over the wall time of the replay loop (bag
+reading, decoding, pipeline, scoring), ``pipeline_fps`` over the pipeline's own ``total``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from hmr_ros.eval.metrics import mpjpe, pa_mpjpe, pve, visibility_accuracy
+
+__all__ = ["SCHEMA_VERSION", "DEFAULT_TOPICS", "OCCLUSION_BINS", "GroundTruthPerson",
+           "PredictedPerson", "match_persons", "score_frame", "Accumulator", "evaluate_bags",
+           "evaluate_bag", "build_pipeline", "add_arguments", "run"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+NUM_PARTS = 24
+DEFAULT_TOPICS = {
+    "image": "/camera/image_raw",
+    "compressed_image": "/camera/image_raw/compressed",
+    "camera_info": "/camera/camera_info",
+    "detections": "/ground_truth/detections",
+    "ground_truth": "/ground_truth/human_mesh",
+}
+#: occlusion level bins (share of parts with GT visibility < 0.5), half-open but the last
+OCCLUSION_BINS: Tuple[Tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.3), (0.3, 0.5),
+                                                   (0.5, 1.0))
+_PENDING_LIMIT = 30  # frames waiting for their detections / ground truth before running anyway
+
+
+# -- persons and matching ---------------------------------------------------------------------
+
+
+@dataclass
+class PredictedPerson:
+    box: np.ndarray  # (4,) x0, y0, x1, y1 pixels
+    joints: np.ndarray  # (24, 3) metres, camera frame
+    vertices: Optional[np.ndarray] = None  # (V, 3)
+    keypoints2d: Optional[np.ndarray] = None  # (24, 2) pixels
+    visibility: Optional[np.ndarray] = None  # (24,) ω
+
+    @classmethod
+    def from_result(cls, p: Any) -> "PredictedPerson":
+        return cls(np.asarray(p.bbox, np.float64), np.asarray(p.joints, np.float64),
+                   np.asarray(p.vertices, np.float64), np.asarray(p.keypoints2d, np.float64),
+                   np.asarray(p.visibility, np.float64))
+
+
+@dataclass
+class GroundTruthPerson:
+    box: np.ndarray
+    joints: np.ndarray
+    vertices: Optional[np.ndarray] = None
+    keypoints2d: Optional[np.ndarray] = None
+    visibility: Optional[np.ndarray] = None
+
+    @classmethod
+    def from_message(cls, h: Any, visibility: Any = None) -> "GroundTruthPerson":
+        r = h.roi
+        box = np.array([r.x_offset, r.y_offset, r.x_offset + r.width, r.y_offset + r.height],
+                       np.float64)
+        joints = np.asarray(h.joints, np.float64)
+        verts = np.asarray(h.vertices, np.float64)
+        kp = np.asarray(h.keypoints_2d, np.float64)
+        vis = None if visibility is None else np.asarray(visibility.visibility, np.float64)
+        return cls(box, joints.reshape(-1, 3) if joints.size == 72 else np.zeros((0, 3)),
+                   verts.reshape(-1, 3) if verts.size and verts.size % 3 == 0 else None,
+                   kp.reshape(-1, 2) if kp.size == 48 else None,
+                   vis if vis is not None and vis.size == NUM_PARTS else None)
+
+    @property
+    def occlusion(self) -> Optional[float]:
+        """Share of parts with ground-truth visibility < 0.5 (None without visibility)."""
+        if self.visibility is None:
+            return None
+        return float(np.mean(self.visibility < 0.5))
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from hmr_ros.runtime.boxes import Box, iou_matrix
+
+    return iou_matrix([Box(*map(float, x)) for x in a], [Box(*map(float, x)) for x in b])
+
+
+def match_persons(preds: Sequence[Any], gts: Sequence[Any], min_iou: float = 0.3
+                  ) -> Tuple[List[Tuple[int, int]], List[int], List[int]]:
+    """Hungarian assignment of predictions to ground-truth persons on box IoU, joint distance
+    (mean, root-relative skeletons not assumed: camera frame) as tie-breaker. Returns
+    (pairs (pred index, gt index), unmatched preds, unmatched gts); pairs under ``min_iou``
+    are not matches."""
+    from scipy.optimize import linear_sum_assignment
+
+    if not preds or not gts:
+        return [], list(range(len(preds))), list(range(len(gts)))
+    iou = _box_iou(np.stack([p.box for p in preds]), np.stack([g.box for g in gts]))
+    dist = np.zeros_like(iou)
+    for i, p in enumerate(preds):
+        for j, g in enumerate(gts):
+            if p.joints.shape == g.joints.shape and p.joints.size:
+                dist[i, j] = float(np.linalg.norm(p.joints - g.joints, axis=-1).mean())
+    # IoU decides; the joint distance (squashed into [0, 1e-3)) only orders equal overlaps
+    cost = (1.0 - iou) + 1e-3 * dist / (1.0 + dist)
+    rows, cols = linear_sum_assignment(cost)
+    pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
+    used_p = {r for r, _ in pairs}
+    used_g = {c for _, c in pairs}
+    return (pairs, [i for i in range(len(preds)) if i not in used_p],
+            [j for j in range(len(gts)) if j not in used_g])
+
+
+def person_errors(p: Any, g: Any) -> Dict[str, Any]:
+    """Errors of one matched pair: mpjpe_mm, pa_mpjpe_mm, pve_mm, kp2d_px (None where the
+    ground truth lacks the quantity) and visibility agreement per part."""
+    out: Dict[str, Any] = {"mpjpe_mm": None, "pa_mpjpe_mm": None, "pve_mm": None,
+                           "kp2d_px": None, "visibility_parts": None}
+    if g.joints.shape == p.joints.shape and g.joints.size:
+        pj, gj = p.joints[None], g.joints[None]
+        out["mpjpe_mm"] = float(mpjpe(pj, gj)[0])
+        out["pa_mpjpe_mm"] = float(pa_mpjpe(pj, gj)[0])
+        if (g.vertices is not None and p.vertices is not None
+                and g.vertices.shape == p.vertices.shape):
+            out["pve_mm"] = float(pve(p.vertices[None], g.vertices[None], pj, gj)[0])
+    if g.keypoints2d is not None and p.keypoints2d is not None \
+            and g.keypoints2d.shape == p.keypoints2d.shape:
+        out["kp2d_px"] = float(np.linalg.norm(p.keypoints2d - g.keypoints2d, axis=-1).mean())
+    if g.visibility is not None and p.visibility is not None \
+            and g.visibility.shape == p.visibility.shape:
+        out["visibility_parts"] = ((p.visibility > 0.5) == (g.visibility > 0.5)).astype(float)
+        out["visibility_pred"], out["visibility_gt"] = p.visibility, g.visibility
+    return out
+
+
+def occlusion_bin(share: Optional[float]) -> Optional[str]:
+    if share is None:
+        return None
+    for lo, hi in OCCLUSION_BINS:
+        if lo <= share < hi or (hi == OCCLUSION_BINS[-1][1] and share == hi):
+            return f"{lo:g}-{hi:g}"
+    return None
+
+
+# -- accumulation -------------------------------------------------------------------------------
+
+
+_ERRORS = ("mpjpe_mm", "pa_mpjpe_mm", "pve_mm", "kp2d_px")
+
+
+@dataclass
+class Accumulator:
+    """Counts and per-person errors of one group (overall, a sequence, an occlusion bin)."""
+
+    frames: int = 0
+    gt_persons: int = 0
+    pred_persons: int = 0
+    matched: int = 0
+    misses: int = 0
+    false_positives: int = 0
+    errors: Dict[str, List[float]] = field(default_factory=lambda: {k: [] for k in _ERRORS})
+    vis_pred: List[np.ndarray] = field(default_factory=list)
+    vis_gt: List[np.ndarray] = field(default_factory=list)
+
+    def add_match(self, err: Dict[str, Any]) -> None:
+        self.matched += 1
+        for k in _ERRORS:
+            if err.get(k) is not None:
+                self.errors[k].append(err[k])
+        if err.get("visibility_parts") is not None:
+            self.vis_pred.append(err["visibility_pred"])
+            self.vis_gt.append(err["visibility_gt"])
+
+    def summary(self, frames: bool = True, predictions: bool = True) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "frames": self.frames if frames else None, "gt_persons": self.gt_persons,
+            "pred_persons": self.pred_persons if predictions else None,
+            "matched": self.matched, "misses": self.misses,
+            "false_positives": self.false_positives if predictions else None}
+        for k in _ERRORS:
+            out[k] = _stat(self.errors[k])
+        if self.vis_pred:
+            pred, gt = np.stack(self.vis_pred), np.stack(self.vis_gt)
+            per_part, _ = visibility_accuracy(pred, gt)
+            per_person = ((pred > 0.5) == (gt > 0.5)).mean(1)
+            out["visibility_accuracy"] = _stat(list(per_person))
+            out["visibility_accuracy_per_part"] = [_finite(v) for v in per_part]
+        else:
+            out["visibility_accuracy"] = _stat([])
+            out["visibility_accuracy_per_part"] = None
+        return out
+
+
+def _finite(v: Any) -> Optional[float]:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _stat(values: Sequence[float]) -> Dict[str, Any]:
+    vals = np.asarray([v for v in values if v is not None and math.isfinite(v)], np.float64)
+    if not len(vals):
+        return {"count": 0, "mean": None, "median": None}
+    return {"count": int(len(vals)), "mean": float(vals.mean()),
+            "median": float(np.median(vals))}
+
+
+def score_frame(preds: Sequence[Any], gts: Sequence[Any], groups: Iterable[Accumulator],
+                by_occlusion: Dict[str, Accumulator], min_iou: float = 0.3) -> None:
+    """Match one frame and add it to every accumulator in ``groups`` (and the occlusion bins)."""
+    groups = list(groups)
+    pairs, fp, missed = match_persons(preds, gts, min_iou)
+    for acc in groups:
+        acc.frames += 1
+        acc.gt_persons += len(gts)
+        acc.pred_persons += len(preds)
+        acc.misses += len(missed)
+        acc.false_positives += len(fp)
+    for i, j in pairs:
+        err = person_errors(preds[i], gts[j])
+        for acc in groups:
+            acc.add_match(err)
+        key = occlusion_bin(gts[j].occlusion)
+        if key:
+            by_occlusion[key].add_match(err)
+    for j in range(len(gts)):
+        key = occlusion_bin(gts[j].occlusion)
+        if key:
+            by_occlusion[key].gt_persons += 1
+            if j in missed:
+                by_occlusion[key].misses += 1
+
+
+# -- bags -------------------------------------------------------------------------------------------
+
+
+def _stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def detection_boxes(msg: Any, classes: Sequence[str] = ("person",)) -> List[Any]:
+    """A Detection2DArray as the pipeline's boxes (as the node reads them: class filter,
+    best matching score, non-finite or empty boxes dropped)."""
+    from hmr_ros.runtime import Box
+
+    boxes = []
+    for d in msg.detections:
+        scores = [h.hypothesis.score for h in d.results
+                  if not classes or h.hypothesis.class_id in classes]
+        if classes and not scores:
+            continue
+        b = d.bbox
+        cx, cy, w, h = b.center.position.x, b.center.position.y, b.size_x, b.size_y
+        if not np.isfinite([cx, cy, w, h]).all() or w <= 0 or h <= 0:
+            continue
+        score = float(max(scores)) if scores else 1.0
+        boxes.append(Box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2,
+                         score if np.isfinite(score) else 0.0))
+    return boxes
+
+
+@dataclass
+class BagResult:
+    path: str
+    name: str
+    status: str = "ok"
+    reason: Optional[str] = None
+    frames: int = 0
+    frames_scored: int = 0
+    frames_failed: int = 0
+    wall_s: float = 0.0
+    acc: Accumulator = field(default_factory=Accumulator)
+    occlusion: Dict[str, Accumulator] = field(default_factory=dict)
+    timings: Dict[str, List[float]] = field(default_factory=dict)
+
+    def record(self) -> Dict[str, Any]:
+        return {"path": self.path, "name": self.name, "status": self.status,
+                "reason": self.reason, "frames": self.frames,
+                "frames_scored": self.frames_scored, "frames_failed": self.frames_failed,
+                "wall_s": self.wall_s,
+                "fps": self.frames / self.wall_s if self.wall_s > 0 else None}
+
+
+def _bins() -> Dict[str, Accumulator]:
+    return OrderedDict((f"{lo:g}-{hi:g}", Accumulator()) for lo, hi in OCCLUSION_BINS)
+
+
+def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: float = 0.3,
+                 classes: Sequence[str] = ("person",), progress: bool = False,
+                 name: Optional[str] = None) -> BagResult:
+    """Replay one bag through ``pipeline`` (anything with the `FramePipeline.process`
+    signature) and score it. Raises `hmr_ros.bag.BagError` for a bag that cannot be read."""
+    from hmr_ros.bag import BagReader
+    from hmr_ros.runtime import Header
+    from hmr_ros.transport import images
+
+    path = Path(path)
+    res = BagResult(str(path), name or path.name.replace(".", "_"), occlusion=_bins())
+    t_start = time.perf_counter()
+    with BagReader(path) as bag:
+        present = {s.topic: s for s in bag.topics()}
+        image_topic = next((topics.get(k) for k in ("image", "compressed_image")
+                            if topics.get(k) in present), None)
+        if image_topic is None:
+            from hmr_ros.bag import BagError
+
+            raise BagError(f"{path}: none of the image topics "
+                           f"{[topics.get('image'), topics.get('compressed_image')]} is in the "
+                           f"bag (it has {sorted(present)})")
+        det_topic = topics.get("detections") if topics.get("detections") in present else None
+        gt_topic = topics.get("ground_truth") if topics.get("ground_truth") in present else None
+        info_topic = topics.get("camera_info") if topics.get("camera_info") in present else None
+        wanted = [t for t in (image_topic, det_topic, gt_topic, info_topic) if t]
+        total = present[image_topic].count
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc=res.name, unit="frame", leave=False)
+
+        pending: "OrderedDict[int, Dict[str, Any]]" = OrderedDict()
+        infos: Dict[int, Any] = {}
+        last_info: Dict[str, Any] = {}
+
+        def run_frame(stamp: int, item: Dict[str, Any]) -> None:
+            msg = item["image"]
+            t0 = time.perf_counter()
+            try:
+                rgb = images.message_to_rgb(msg, item["type"])
+            except images.ImageMessageError as exc:
+                log.warning("%s: frame %d: bad image: %s", path, stamp, exc)
+                res.frames_failed += 1
+                return
+            decode_s = time.perf_counter() - t0
+            info = infos.get(stamp) or last_info.get(msg.header.frame_id)
+            K = None
+            if info is not None and (not info.width or info.width == rgb.shape[1]) and \
+                    (not info.height or info.height == rgb.shape[0]):
+                K = np.asarray(info.k, np.float64).reshape(3, 3)
+            boxes = None
+            if det_topic:
+                det = item.get("detections")
+                boxes = detection_boxes(det, classes) if det is not None else []
+            result = pipeline.process(rgb, K, boxes,
+                                      Header(stamp_ns=stamp, frame_id=msg.header.frame_id))
+            res.frames += 1
+            if bar is not None:
+                bar.update(1)
+            if result.skipped:
+                res.frames_failed += 1
+                return
+            timing = dict(result.timing)
+            timing["decode"] = decode_s
+            for k, v in timing.items():
+                res.timings.setdefault(k, []).append(float(v))
+            gt = item.get("ground_truth")
+            if gt is None:
+                return
+            vis = {v.body_id: v for v in gt.visibility}
+            gts = [GroundTruthPerson.from_message(h, vis.get(h.body_id)) for h in gt.humans]
+            preds = [PredictedPerson.from_result(p) for p in result.persons]
+            res.frames_scored += 1
+            score_frame(preds, gts, [res.acc], res.occlusion, min_iou)
+
+        def ready(item: Dict[str, Any]) -> bool:
+            return "image" in item and (not det_topic or "detections" in item) and \
+                (not gt_topic or "ground_truth" in item)
+
+        def flush(force: bool = False) -> None:
+            while pending:
+                stamp, item = next(iter(pending.items()))
+                if "image" not in item:
+                    if force or len(pending) > _PENDING_LIMIT:
+                        pending.popitem(last=False)  # no image for it: nothing to run
+                        continue
+                    return
+                if not (force or ready(item) or len(pending) > _PENDING_LIMIT):
+                    return
+                pending.popitem(last=False)
+                run_frame(stamp, item)
+
+        for m in bag.messages(wanted):
+            msg = m.decode()
+            stamp = _stamp_ns(msg.header)
+            if m.topic == info_topic:
+                infos[stamp] = msg
+                last_info[msg.header.frame_id] = msg
+                if len(infos) > 2 * _PENDING_LIMIT:
+                    infos.pop(next(iter(infos)))
+                continue
+            key = ("image" if m.topic == image_topic else
+                   "detections" if m.topic == det_topic else "ground_truth")
+            item = pending.setdefault(stamp, {})
+            item[key] = msg
+            if key == "image":
+                item["type"] = m.type_name
+            flush()
+        flush(force=True)
+        if bar is not None:
+            bar.close()
+    res.wall_s = time.perf_counter() - t_start
+    return res
+
+
+# -- the pipeline ---------------------------------------------------------------------------------
+
+
+class _Parameters:
+    """Stands in for a transport in `hmr_ros.node.params.declare`: the defaults, overridden."""
+
+    def __init__(self, overrides: Dict[str, Any]) -> None:
+        self.overrides = dict(overrides)
+        self._declared: set = set()
+
+    def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
+        self._declared.add(name)
+        return self.overrides.get(name, default)
+
+    def undeclared_parameters(self) -> List[str]:
+        return sorted(set(self.overrides) - self._declared)
+
+
+def node_config(overrides: Optional[Dict[str, Any]] = None) -> Any:
+    """The node's `NodeConfig` (validated exactly as the node validates it)."""
+    from hmr_ros.node.params import declare
+
+    return declare(_Parameters(overrides or {}))
+
+
+def build_pipeline(overrides: Optional[Dict[str, Any]] = None) -> Tuple[Any, Any, str, Any]:
+    """(pipeline, body, backend name, config): the node's own loader on the node's params."""
+    from hmr_ros.node.node import _load_pipeline
+
+    config = node_config(overrides)
+    pipeline, body, backend = _load_pipeline(config)
+    return pipeline, body, backend, config
+
+
+# -- report -----------------------------------------------------------------------------------------
+
+
+def _latency(timings: Dict[str, List[float]]) -> Dict[str, Any]:
+    out = {}
+    for stage in sorted(timings):
+        ms = np.asarray(timings[stage], np.float64) * 1000.0
+        out[stage] = {"count": int(len(ms)), "mean": float(ms.mean()),
+                      "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+                      "p99": float(np.percentile(ms, 99))}
+    return out
+
+
+def evaluate_bags(bags: Sequence[Any], pipeline: Any, topics: Dict[str, str], *,
+                  min_iou: float = 0.3, classes: Sequence[str] = ("person",),
+                  progress: bool = False, config: Optional[Dict[str, Any]] = None
+                  ) -> Dict[str, Any]:
+    """Evaluate every bag (an unreadable one is reported and skipped) and return the report
+    (the ``metrics.json`` document, see the module docstring)."""
+    overall, occlusion = Accumulator(), _bins()
+    per_sequence: Dict[str, Any] = OrderedDict()
+    records, timings = [], {}
+    frames, wall = 0, 0.0
+    names: Dict[str, int] = {}
+    for path in bags:
+        base = Path(path).name.replace(".", "_") or str(path)
+        names[base] = names.get(base, 0) + 1
+        name = base if names[base] == 1 else f"{base}_{names[base]}"
+        try:
+            res = evaluate_bag(path, pipeline, topics, min_iou=min_iou, classes=classes,
+                               progress=progress, name=name)
+        except Exception as exc:  # noqa: BLE001 - a broken bag must not lose the others
+            reason = str(exc) if type(exc).__name__ == "BagError" else \
+                f"{type(exc).__name__}: {exc}"
+            log.warning("skipping %s: %s", path, reason)
+            records.append(BagResult(str(path), name, status="skipped", reason=reason).record())
+            continue
+        records.append(res.record())
+        per_sequence[name] = res.acc.summary()
+        _merge(overall, res.acc)
+        for k, acc in res.occlusion.items():
+            _merge(occlusion[k], acc)
+        for k, v in res.timings.items():
+            timings.setdefault(k, []).extend(v)
+        frames += res.frames
+        wall += res.wall_s
+    pipeline_s = float(sum(timings.get("total", [])))
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "hmr-ros eval",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": {**(config or {}), "min_iou": min_iou, "topics": dict(topics),
+                   "occlusion_bins": [list(b) for b in OCCLUSION_BINS]},
+        "bags": records,
+        "overall": overall.summary(),
+        "per_sequence": per_sequence,
+        "by_occlusion": {k: acc.summary(frames=False, predictions=False)
+                         for k, acc in occlusion.items()},
+        "latency_ms": _latency(timings),
+        "throughput": {"frames": frames, "wall_s": wall,
+                       "fps": frames / wall if wall > 0 else None, "pipeline_s": pipeline_s,
+                       "pipeline_fps": frames / pipeline_s if pipeline_s > 0 else None},
+    }
+
+
+def _merge(into: Accumulator, acc: Accumulator) -> None:
+    for k in ("frames", "gt_persons", "pred_persons", "matched", "misses", "false_positives"):
+        setattr(into, k, getattr(into, k) + getattr(acc, k))
+    for k in _ERRORS:
+        into.errors[k].extend(acc.errors[k])
+    into.vis_pred.extend(acc.vis_pred)
+    into.vis_gt.extend(acc.vis_gt)
+
+
+def _fmt(stat: Optional[Dict[str, Any]], digits: int = 1) -> str:
+    if not stat or stat.get("mean") is None:
+        return "-"
+    return f"{stat['mean']:.{digits}f}"
+
+
+def format_table(report: Dict[str, Any]) -> str:
+    """The short table ``hmr-ros eval`` prints."""
+    head = (f"{'group':<24} {'frames':>6} {'gt':>5} {'match':>5} {'miss':>5} {'fp':>5} "
+            f"{'MPJPE':>7} {'PA-MPJPE':>8} {'PVE':>7} {'2D px':>6} {'vis acc':>7}")
+    lines = [head, "-" * len(head)]
+
+    def row(name: str, s: Dict[str, Any]) -> str:
+        dash = lambda v: "-" if v is None else str(v)  # noqa: E731
+        return (f"{name[:24]:<24} {dash(s['frames']):>6} {s['gt_persons']:>5} "
+                f"{s['matched']:>5} {s['misses']:>5} {dash(s['false_positives']):>5} "
+                f"{_fmt(s['mpjpe_mm']):>7} {_fmt(s['pa_mpjpe_mm']):>8} {_fmt(s['pve_mm']):>7} "
+                f"{_fmt(s['kp2d_px']):>6} {_fmt(s['visibility_accuracy'], 3):>7}")
+
+    lines.append(row("overall", report["overall"]))
+    for name, s in report["per_sequence"].items():
+        lines.append(row(f"  {name}", s))
+    for name, s in report["by_occlusion"].items():
+        lines.append(row(f"  occlusion {name}", s))
+    for b in report["bags"]:
+        if b["status"] != "ok":
+            lines.append(f"skipped {b['path']}: {b['reason']}")
+    t = report["throughput"]
+    lines.append(f"throughput: {t['frames']} frames in {t['wall_s']:.2f} s = "
+                 f"{(t['fps'] or 0):.1f} frames/s (pipeline alone {(t['pipeline_fps'] or 0):.1f})")
+    lat = report["latency_ms"]
+    if lat:
+        lines.append("latency ms (p50/p95/p99): " + ", ".join(
+            f"{k} {v['p50']:.1f}/{v['p95']:.1f}/{v['p99']:.1f}" for k, v in lat.items()))
+    lines.append("MPJPE/PA-MPJPE/PVE in mm (means over matched persons)")
+    return "\n".join(lines)
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bags", nargs="+", metavar="BAG",
+                        help="rosbag2 folders / .mcap / .db3 files or ROS 1 .bag files")
+    parser.add_argument("--report", required=True, metavar="DIR",
+                        help="output folder (metrics.json)")
+    for key, topic in DEFAULT_TOPICS.items():
+        parser.add_argument(f"--{key.replace('_', '-')}-topic", dest=f"{key}_topic",
+                            default=topic, help=f"default {topic}"
+                            + ("; '' = none (people from person_detector)"
+                               if key == "detections" else ""))
+    parser.add_argument("--detection-classes", default="person",
+                        help="comma-separated class ids taken from detections ('' = all)")
+    parser.add_argument("--min-iou", type=float, default=0.3,
+                        help="box IoU below which a prediction and a person do not match")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a node parameter (model_dir, backend, merge_mode, "
+                             "person_detector, ...), repeatable, as for hmr-ros node")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hmr_ros.node.cli import parse_overrides
+
+    overrides = parse_overrides(args.param)
+    pipeline, _, backend, config = build_pipeline(overrides)
+    topics = {k: getattr(args, f"{k}_topic") for k in DEFAULT_TOPICS}
+    classes = tuple(c.strip() for c in args.detection_classes.split(",") if c.strip())
+    report = evaluate_bags(
+        args.bags, pipeline, topics, min_iou=args.min_iou, classes=classes,
+        progress=not args.no_progress,
+        config={"model_dir": config.model_dir, "backend": backend,
+                "merge_mode": config.merge_mode, "person_detector": config.person_detector})
+    out = Path(args.report)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    print(format_table(report))
+    print(f"wrote {out / 'metrics.json'}")
+    ok = [b for b in report["bags"] if b["status"] == "ok"]
+    return 0 if ok else 1

@@ -1,0 +1,271 @@
+"""``hmr-ros eval``: bag replay through the node's pipeline, matching and metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hmr_ros import cli  # noqa: E402
+from hmr_ros.bag import BagReader  # noqa: E402
+from hmr_ros.bag.sample import make_sample_bag  # noqa: E402
+from hmr_ros.eval import bag_eval  # noqa: E402
+from hmr_ros.eval.bag_eval import (DEFAULT_TOPICS, Accumulator, GroundTruthPerson,  # noqa: E402
+                                   PredictedPerson, match_persons, occlusion_bin, score_frame)
+from hmr_ros.runtime import FrameResult, PersonResult  # noqa: E402
+
+SUMMARY_KEYS = {"frames", "gt_persons", "pred_persons", "matched", "misses", "false_positives",
+                "mpjpe_mm", "pa_mpjpe_mm", "pve_mm", "kp2d_px", "visibility_accuracy",
+                "visibility_accuracy_per_part"}
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval_bags")
+    out = {storage: make_sample_bag(root / f"seq_{storage}", seconds=1, fps=5, people=2,
+                                    size=160, storage=storage)
+           for storage in ("sqlite3", "mcap")}
+    out["png"] = make_sample_bag(root / "seq_png", seconds=1, fps=5, people=2, size=160,
+                                  storage="mcap", compressed="png")
+    corrupt = root / "corrupt.mcap"
+    corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    out["corrupt"] = corrupt
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from hmr_ros.export import export_vishmr
+    from tiny_vishmr import tiny_vishmr
+
+    out = tmp_path_factory.mktemp("eval_model") / "onnx"
+    export_vishmr(tiny_vishmr(), out)
+    return out
+
+
+def _skeleton(rng, n=24):
+    return rng.normal(0.0, 0.3, (n, 3)) + np.array([0.0, 0.0, 3.0])
+
+
+def _person(cls, joints, box, vertices=None, kp=None, vis=None):
+    return cls(np.asarray(box, float), np.asarray(joints, float),
+               None if vertices is None else np.asarray(vertices, float), kp, vis)
+
+
+# -- metric and matching functions on constructed arrays -----------------------------------------
+
+
+def test_shift_of_non_root_joints_gives_exactly_that_mpjpe():
+    rng = np.random.default_rng(1)
+    gt_j = _skeleton(rng)
+    d = np.array([0.03, -0.04, 0.0])  # |d| = 50 mm
+    pred_j = gt_j.copy()
+    pred_j[1:] += d  # the pelvis stays: after root alignment 23 of 24 joints are off by |d|
+    verts = rng.normal(0.0, 0.3, (50, 3)) + 3.0
+    g = _person(GroundTruthPerson, gt_j, [0, 0, 10, 20], verts)
+    p = _person(PredictedPerson, pred_j, [0, 0, 10, 20], verts + d)
+    err = bag_eval.person_errors(p, g)
+    expected = 1000.0 * np.linalg.norm(d) * 23 / 24  # computed here, independently
+    assert err["mpjpe_mm"] == pytest.approx(expected, abs=1e-9)
+    assert err["mpjpe_mm"] == pytest.approx(47.916666666666664, abs=1e-9)
+    # every vertex is off by d, the pelvis is not: PVE is exactly |d|
+    assert err["pve_mm"] == pytest.approx(50.0, abs=1e-9)
+    # a whole-body shift is no error at all after root alignment
+    err = bag_eval.person_errors(_person(PredictedPerson, gt_j + d, [0, 0, 10, 20]), g)
+    assert err["mpjpe_mm"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_similarity_transform_gives_zero_pa_mpjpe():
+    rng = np.random.default_rng(2)
+    gt_j = _skeleton(rng)
+    a = 0.7
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    pred_j = 1.3 * gt_j @ rot.T + np.array([0.2, -0.1, 0.5])
+    err = bag_eval.person_errors(_person(PredictedPerson, pred_j, [0, 0, 1, 1]),
+                                 _person(GroundTruthPerson, gt_j, [0, 0, 1, 1]))
+    assert err["pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-6)
+    # the same pose rotated is far off before alignment
+    root_rel = lambda j: j - j[0]  # noqa: E731
+    expected = 1000.0 * np.linalg.norm(root_rel(pred_j) - root_rel(gt_j), axis=-1).mean()
+    assert err["mpjpe_mm"] == pytest.approx(expected, rel=1e-12)
+    assert err["mpjpe_mm"] > 100.0
+
+
+def test_hungarian_matching_counts_misses_and_false_positives():
+    rng = np.random.default_rng(3)
+    gts = [_person(GroundTruthPerson, _skeleton(rng), b)
+           for b in ([0, 0, 10, 10], [20, 0, 30, 10], [100, 100, 110, 110])]
+    # predictions in another order; one far from everybody (false positive); gt 2 missed
+    preds = [_person(PredictedPerson, gts[1].joints, [21, 0, 31, 10]),
+             _person(PredictedPerson, gts[0].joints, [0, 1, 10, 11]),
+             _person(PredictedPerson, gts[0].joints, [50, 50, 60, 60])]
+    pairs, fp, missed = match_persons(preds, gts)
+    assert sorted(pairs) == [(0, 1), (1, 0)]
+    assert fp == [2] and missed == [2]
+    # a greedy matcher would give pred 0 gt 0 (IoU 1) and leave pred 1 with a poor overlap;
+    # Hungarian maximises the total overlap
+    gts2 = [_person(GroundTruthPerson, _skeleton(rng), b) for b in ([0, 0, 10, 10],
+                                                                    [4, 0, 14, 10])]
+    preds2 = [_person(PredictedPerson, gts2[0].joints, [2, 0, 12, 10]),
+              _person(PredictedPerson, gts2[1].joints, [0, 0, 10, 10])]
+    iou = bag_eval._box_iou(np.stack([p.box for p in preds2]), np.stack([g.box for g in gts2]))
+    pairs, _, _ = match_persons(preds2, gts2, min_iou=0.1)
+    best = max([[(0, 0), (1, 1)], [(0, 1), (1, 0)]],
+               key=lambda ps: sum(iou[i, j] for i, j in ps))
+    assert sorted(pairs) == sorted(best)
+
+
+def test_joint_distance_breaks_box_ties():
+    rng = np.random.default_rng(4)
+    box = [0, 0, 10, 20]
+    gts = [_person(GroundTruthPerson, _skeleton(rng), box) for _ in range(2)]
+    preds = [_person(PredictedPerson, gts[1].joints + 0.01, box),
+             _person(PredictedPerson, gts[0].joints - 0.01, box)]
+    pairs, fp, missed = match_persons(preds, gts)
+    assert sorted(pairs) == [(0, 1), (1, 0)] and not fp and not missed
+    preds.reverse()
+    assert sorted(match_persons(preds, gts)[0]) == [(0, 0), (1, 1)]
+
+
+def test_occlusion_bins_and_accumulation():
+    assert occlusion_bin(0.0) == "0-0.1"
+    assert occlusion_bin(0.1) == "0.1-0.3"
+    assert occlusion_bin(0.49) == "0.3-0.5"
+    assert occlusion_bin(1.0) == "0.5-1"
+    assert occlusion_bin(None) is None
+    rng = np.random.default_rng(5)
+    vis = np.ones(24)
+    vis[:12] = 0.2  # half the parts hidden: bin 0.5-1
+    g = GroundTruthPerson(np.array([0, 0, 10, 10.0]), _skeleton(rng), None, None, vis)
+    assert g.occlusion == 0.5
+    omega = vis.copy()
+    omega[0] = 0.9  # one part of 24 wrong
+    p = PredictedPerson(g.box, g.joints, None, None, omega)
+    acc, bins = Accumulator(), bag_eval._bins()
+    score_frame([p], [g], [acc], bins)
+    s = acc.summary()
+    assert s["matched"] == 1 and s["misses"] == 0 and s["false_positives"] == 0
+    assert s["visibility_accuracy"]["mean"] == pytest.approx(23 / 24)
+    assert s["visibility_accuracy_per_part"][0] == 0.0
+    assert s["visibility_accuracy_per_part"][1] == 1.0
+    assert bins["0.5-1"].matched == 1 and bins["0-0.1"].gt_persons == 0
+
+
+# -- whole bags ---------------------------------------------------------------------------------
+
+
+class _OraclePipeline:
+    """Answers every frame with the bag's ground truth, non-root joints and all vertices
+    shifted by ``d``: the evaluation must report exactly the known errors."""
+
+    def __init__(self, bag, d):
+        self.d = np.asarray(d, float)
+        self.gt = {}
+        with BagReader(bag) as reader:
+            for m in reader.messages([DEFAULT_TOPICS["ground_truth"]]):
+                msg = m.decode()
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                self.gt[stamp] = msg
+        self.calls = 0
+
+    def process(self, image, K, boxes, header):
+        self.calls += 1
+        assert image.ndim == 3 and K is not None and boxes is not None
+        persons = []
+        msg = self.gt[header.stamp_ns]
+        vis = {v.body_id: v for v in msg.visibility}
+        for h in msg.humans:
+            joints = np.asarray(h.joints, float).reshape(24, 3)
+            joints[1:] += self.d
+            r = h.roi
+            persons.append(PersonResult(
+                track_id=-1, bbox=np.array([r.x_offset, r.y_offset, r.x_offset + r.width,
+                                            r.y_offset + r.height], float), score=1.0,
+                rel_rotmats=np.tile(np.eye(3), (24, 1, 1)), betas=np.zeros(10),
+                transl=np.zeros(3),
+                vertices=np.asarray(h.vertices, float).reshape(-1, 3) + self.d,
+                joints=joints, keypoints2d=np.asarray(h.keypoints_2d, float).reshape(24, 2),
+                visibility=np.asarray(vis[h.body_id].visibility, float), hypothesis=-1))
+        return FrameResult(header=header, persons=tuple(persons),
+                           timing={"total": 0.001, "stage_a": 0.0005})
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_replay_with_known_predictions_gives_known_metrics(bags, storage):
+    d = [0.0, 0.06, -0.08]  # 100 mm
+    pipe = _OraclePipeline(bags[storage], d)
+    report = bag_eval.evaluate_bags([bags[storage]], pipe, dict(DEFAULT_TOPICS))
+    assert pipe.calls == 5
+    o = report["overall"]
+    gt_persons = sum(len(m.humans) for m in pipe.gt.values())
+    assert o["frames"] == 5 and o["gt_persons"] == gt_persons > 0
+    assert o["matched"] == gt_persons and o["misses"] == 0 and o["false_positives"] == 0
+    assert o["mpjpe_mm"]["mean"] == pytest.approx(100.0 * 23 / 24, abs=1e-3)  # float32 GT
+    assert o["pve_mm"]["mean"] == pytest.approx(100.0, abs=1e-3)
+    assert o["kp2d_px"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert o["visibility_accuracy"]["mean"] == 1.0
+    assert o["pa_mpjpe_mm"]["mean"] > 1.0  # a non-rigid change Procrustes cannot undo
+    assert sum(b["matched"] for b in report["by_occlusion"].values()) == gt_persons
+    assert report["latency_ms"]["total"]["p50"] == pytest.approx(1.0)
+
+
+def test_cli_eval_both_storages_and_a_corrupt_bag(bags, tiny_model, tmp_path, capsys):
+    report_dir = tmp_path / "report"
+    paths = [bags["sqlite3"], bags["corrupt"], bags["mcap"], bags["png"]]
+    rc = cli.main(["eval", *map(str, paths), "--report", str(report_dir), "--no-progress",
+                   "-p", f"model_dir:={tiny_model}", "-p", "person_detector:=none",
+                   "-p", "refine_iterations:=0"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "overall" in printed and "skipped" in printed and "frames/s" in printed
+    text = (report_dir / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    report = json.loads(text)
+    assert report["schema_version"] == bag_eval.SCHEMA_VERSION == 1
+    assert set(report) == {"schema_version", "tool", "created", "config", "bags", "overall",
+                           "per_sequence", "by_occlusion", "latency_ms", "throughput"}
+    assert report["config"]["topics"] == DEFAULT_TOPICS
+    assert report["config"]["person_detector"] == "none"
+    status = {Path(b["path"]).name: b for b in report["bags"]}
+    assert status["corrupt.mcap"]["status"] == "skipped"
+    assert "corrupt.mcap" in status["corrupt.mcap"]["reason"]
+    for name in ("seq_sqlite3", "seq_mcap", "seq_png"):
+        assert status[name]["status"] == "ok" and status[name]["frames"] == 5
+        assert status[name]["frames_scored"] == 5
+    assert set(report["per_sequence"]) == {"seq_sqlite3", "seq_mcap", "seq_png"}
+    for s in [report["overall"], *report["per_sequence"].values(),
+              *report["by_occlusion"].values()]:
+        assert set(s) == SUMMARY_KEYS
+    o = report["overall"]
+    assert o["frames"] == 15 and o["matched"] > 0
+    assert o["matched"] + o["misses"] == o["gt_persons"]
+    assert o["matched"] + o["false_positives"] == o["pred_persons"]
+    for key in ("mpjpe_mm", "pa_mpjpe_mm", "pve_mm", "kp2d_px", "visibility_accuracy"):
+        assert o[key]["count"] == o["matched"] and math.isfinite(o[key]["mean"]), key
+    assert len(o["visibility_accuracy_per_part"]) == 24
+    # raw images give the same result whatever the storage
+    assert report["per_sequence"]["seq_sqlite3"]["mpjpe_mm"] == \
+        report["per_sequence"]["seq_mcap"]["mpjpe_mm"]
+    assert sum(b["gt_persons"] for b in report["by_occlusion"].values()) == o["gt_persons"]
+    lat = report["latency_ms"]
+    assert {"total", "decode", "preprocess"} <= set(lat)
+    for v in lat.values():
+        assert v["p50"] <= v["p95"] <= v["p99"] and v["count"] > 0
+    t = report["throughput"]
+    assert t["frames"] == 15 and t["fps"] > 0 and t["pipeline_fps"] >= t["fps"]
+
+
+def test_cli_eval_only_corrupt_bags_fails(bags, tiny_model, tmp_path, capsys):
+    rc = cli.main(["eval", str(bags["corrupt"]), "--report", str(tmp_path / "r"),
+                   "--no-progress", "-p", f"model_dir:={tiny_model}",
+                   "-p", "person_detector:=none"])
+    assert rc == 1
+    report = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert report["bags"][0]["status"] == "skipped"
+    assert report["overall"]["frames"] == 0 and report["overall"]["mpjpe_mm"]["mean"] is None
