@@ -10,7 +10,8 @@ node: the detector runs every ``--detect-every`` frames, the landmark model ever
 tracked regions. The eager baseline runs the very same code with every network swapped for its
 torch module: BlazePose's graphs rebuilt from the original .tflite (``hmr_ros.detect.
 tflite_graph``, what the ONNX files are exported from) and VisHMR in torch (stages, torch warp,
-torch merge, torch LBS). Both alternate frame by frame so machine load hits both alike.
+torch merge, torch LBS); the eager landmark module is the whole converted graph, segmentation
+branch included (the ONNX path runs it cut before that branch: part of the ratio is that cut). Both alternate frame by frame so machine load hits both alike.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=None)
     ap.add_argument("--tile", type=int, default=0)
     ap.add_argument("--detect-every", type=int, default=3)
+    ap.add_argument("--refine-iterations", type=int, default=0,
+                    help="run-time refinement to the keypoints (the node's default is 5)")
     args = ap.parse_args(argv)
     import torch
 
@@ -129,14 +132,15 @@ def main(argv=None) -> int:
     # latency does not depend on weight values: a freshly initialised VisHMR of the same config
     config = VisHMRConfig(**{**Manifest.load(args.model_dir).config, "pretrained_backbone": None})
     eager = _EagerVisHMR(VisHMR(config, body).eval(), runner)
-    pp = PipelineParams(max_persons=5, track=True)
+    pp = PipelineParams(max_persons=5, track=True, refine_iterations=args.refine_iterations)
     pipe = FramePipeline(runner, pp, keypoint_detector=det)
     base = FramePipeline(eager, pp, keypoint_detector=eager_det)
     frames = _frames(args)
     print(f"model {args.model_dir} ({config.backbone}, crop {config.crop_size}, keypoint input "
           f"{runner.takes_keypoints}); {args.threads} threads; frames {frames[0].shape[1]}x"
           f"{frames[0].shape[0]}{' from ' + args.video if args.video else ' (3 people)'}; "
-          f"detector every {args.detect_every} frame(s), tile {args.tile}")
+          f"detector every {args.detect_every} frame(s), tile {args.tile}, refinement "
+          f"{args.refine_iterations} step(s)")
     pipe.process(frames[0]), base.process(frames[0])  # warm-up
     ort_ms, torch_ms, persons, stages = [], [], [], {}
     for i in range(args.frames):
@@ -152,7 +156,7 @@ def main(argv=None) -> int:
         torch_ms.append((time.perf_counter() - t) * 1e3)
     p, e = statistics.median(ort_ms), statistics.median(torch_ms)
     order = ["det_detector", "det_landmarks", "preprocess", "stage_a", "iuv_warp", "stage_b",
-             "merge_lbs", "postprocess"]
+             "merge_lbs", "refine", "postprocess"]
     parts = ", ".join(f"{k} {statistics.median(stages[k]):.1f}" for k in order if k in stages)
     print(f"persons per frame: median {statistics.median(persons):.0f} (min {min(persons)}, "
           f"max {max(persons)}); detector runs {det.stats.detector_runs} in "
