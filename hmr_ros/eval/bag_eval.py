@@ -5,7 +5,7 @@ Bags are read with the bag layer (`hmr_ros.bag.BagReader`: rosbag2 sqlite3 / MCA
 Per bag, images (``sensor_msgs/Image`` or ``CompressedImage``), ``camera_info``, optional person
 detections (``vision_msgs/Detection2DArray``) and ground truth (``hmr_ros/HumanMeshArray``) are
 joined by header stamp; every image runs, as fast as possible, through the same
-`FramePipeline` + `VisHMRRunner` the node builds (`hmr_ros.node.node._load_pipeline`, from the
+`FramePipeline` + `VisHMRRunner` the node builds (`hmr_ros.node.node.load_pipeline`, from the
 node's own parameters: ``-p name:=value`` as for ``hmr-ros node``). Predictions are matched to
 ground-truth persons per frame by the Hungarian algorithm on box IoU (joint distance breaks
 ties); pairs under ``--min-iou`` are no match. A ground-truth person without a match is a
@@ -489,10 +489,10 @@ def node_config(overrides: Optional[Dict[str, Any]] = None) -> Any:
 
 def build_pipeline(overrides: Optional[Dict[str, Any]] = None) -> Tuple[Any, Any, str, Any]:
     """(pipeline, body, backend name, config): the node's own loader on the node's params."""
-    from hmr_ros.node.node import _load_pipeline
+    from hmr_ros.node.node import load_pipeline
 
     config = node_config(overrides)
-    pipeline, body, backend = _load_pipeline(config)
+    pipeline, body, backend = load_pipeline(config)
     return pipeline, body, backend, config
 
 

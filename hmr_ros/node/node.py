@@ -141,7 +141,7 @@ class HmrNode:
         self.config = config
         self.stats = NodeStats()
         self.state = "unconfigured"
-        self._factory = pipeline_factory or _load_pipeline
+        self._factory = pipeline_factory or load_pipeline
         self._slot = FrameSlot()
         self._camera_info: Dict[str, Any] = {}
         self._detections: "collections.OrderedDict[int, Any]" = collections.OrderedDict()
@@ -483,7 +483,7 @@ def _stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def _load_detector(config: NodeConfig):
+def load_detector(config: NodeConfig):
     """The keypoint detector the parameters ask for, or None (the whole frame is one person).
     ``auto`` takes BlazePose when it is installed and says so either way."""
     if config.person_detector == "none":
@@ -509,7 +509,7 @@ def _load_detector(config: NodeConfig):
     return detector
 
 
-def _load_pipeline(config: NodeConfig) -> Tuple[Any, Any, str]:
+def load_pipeline(config: NodeConfig) -> Tuple[Any, Any, str]:
     """The default model loading: body model, runner on the configured backend, pipeline."""
     from hmr_ros.body import load_body_model
     from hmr_ros.runtime import FramePipeline, PipelineParams, VisHMRRunner
@@ -529,7 +529,7 @@ def _load_pipeline(config: NodeConfig) -> Tuple[Any, Any, str]:
                             smooth_beta=config.smooth_beta,
                             refine_iterations=config.refine_iterations,
                             refine_prior=config.refine_prior)
-    pipeline = FramePipeline(runner, params, keypoint_detector=_load_detector(config))
+    pipeline = FramePipeline(runner, params, keypoint_detector=load_detector(config))
     if pipeline.tracker is not None:
         pipeline.tracker.min_hits = config.track_min_hits
         pipeline.tracker.max_age = config.track_max_age
