@@ -4,9 +4,11 @@ Per frame:
 
 1. **Regions.** People found last frame are looked at again where their auxiliary landmarks
    say they went (MediaPipe's tracking); the detector runs when nobody is tracked and every
-   ``detect_every`` frames to find newcomers. A detection overlapping a tracked region is the
-   same person and is dropped. Boxes handed in (a ``detections`` topic) replace both.
-2. **Landmarks.** One batched run of the landmark model over every region.
+   ``detect_every`` frames to find newcomers. A detection whose hip centre lies within a
+   quarter region of a tracked one is the same person and is dropped. Boxes handed in (a
+   ``detections`` topic, :meth:`PoseKeypointDetector.keypoints_for_boxes`) replace both.
+2. **Landmarks.** One batched run of the landmark model over every region (in chunks of the
+   backend's batch limit).
 3. **Keep.** A region whose pose score falls below ``min_pose_score`` is dropped (the person
    left); overlapping survivors are merged (two tracks that converged on one person).
 
