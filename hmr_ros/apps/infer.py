@@ -163,8 +163,11 @@ def _print_summary(frames, persons, stage_times, skipped) -> None:
         print(f"  skipped {s}")
     if not stage_times:
         return
-    order = ["preprocess", "stage_a", "iuv_warp", "stage_b", "merge_lbs", "postprocess"]
+    order = ["detector", "preprocess", "stage_a", "iuv_warp", "stage_b", "merge_lbs", "refine",
+             "postprocess"]
     parts = [f"{k} {1e3 * np.mean(stage_times[k]):.1f}" for k in order if k in stage_times]
+    if "refine" in stage_times:
+        parts[-1] += " (refine included)"
     total = np.mean(stage_times["total"])
     print("latency per frame (ms, mean): " + ", ".join(parts) + f"; total {1e3 * total:.1f}")
     print(f"throughput: {1.0 / total:.1f} FPS (pipeline only, image decoding and writing "
