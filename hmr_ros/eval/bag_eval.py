@@ -629,6 +629,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a node parameter (model_dir, backend, merge_mode, "
                              "person_detector, ...), repeatable, as for hmr-ros node")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
+                        help="also write DIR/report.html (default on; --no-html to skip)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -648,5 +650,9 @@ def run(args: argparse.Namespace) -> int:
     (out / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     print(format_table(report))
     print(f"wrote {out / 'metrics.json'}")
+    if getattr(args, "html", True):
+        from hmr_ros.eval.report_html import write_html_report
+
+        print(f"wrote {write_html_report(report, out)}")
     ok = [b for b in report["bags"] if b["status"] == "ok"]
     return 0 if ok else 1
