@@ -603,7 +603,9 @@ def format_table(report: Dict[str, Any]) -> str:
     lat = report["latency_ms"]
     if lat:
         lines.append("latency ms (p50/p95/p99): " + ", ".join(
-            f"{k} {v['p50']:.1f}/{v['p95']:.1f}/{v['p99']:.1f}" for k, v in lat.items()))
+            f"{k} " + "/".join("n/a" if v.get(q) is None else f"{v[q]:.1f}"
+                               for q in ("p50", "p95", "p99"))
+            for k, v in lat.items()))
     lines.append("MPJPE/PA-MPJPE/PVE in mm (means over matched persons)")
     return "\n".join(lines)
 
