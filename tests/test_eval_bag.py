@@ -228,8 +228,11 @@ def test_cli_eval_both_storages_and_a_corrupt_bag(bags, tiny_model, tmp_path, ca
     assert "NaN" not in text and "Infinity" not in text
     report = json.loads(text)
     assert report["schema_version"] == bag_eval.SCHEMA_VERSION == 1
-    assert set(report) == {"schema_version", "tool", "created", "config", "bags", "overall",
-                           "per_sequence", "by_occlusion", "latency_ms", "throughput"}
+    assert set(report) == {"schema_version", "tool", "created", "interrupted", "config", "bags",
+                           "overall", "per_sequence", "by_occlusion", "latency_ms",
+                           "throughput"}
+    assert report["interrupted"] is False
+    assert report["config"]["realtime"] is False and report["config"]["workers"] == 1
     assert report["config"]["topics"] == DEFAULT_TOPICS
     assert report["config"]["person_detector"] == "none"
     status = {Path(b["path"]).name: b for b in report["bags"]}
@@ -269,3 +272,118 @@ def test_cli_eval_only_corrupt_bags_fails(bags, tiny_model, tmp_path, capsys):
     report = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert report["bags"][0]["status"] == "skipped"
     assert report["overall"]["frames"] == 0 and report["overall"]["mpjpe_mm"]["mean"] is None
+
+
+# -- Ctrl-C, bags that break part-way, --realtime, --workers ------------------------------------
+
+
+class _InterruptingPipeline(_OraclePipeline):
+    """Ctrl-C arrives while frame ``n + 1`` runs."""
+
+    def __init__(self, bag, n):
+        super().__init__(bag, [0.0, 0.0, 0.0])
+        self.n = n
+
+    def process(self, image, K, boxes, header):
+        if self.calls >= self.n:
+            raise KeyboardInterrupt
+        return super().process(image, K, boxes, header)
+
+
+def test_ctrl_c_still_writes_what_was_computed(bags, tmp_path, monkeypatch, capsys):
+    pipe = _InterruptingPipeline(bags["sqlite3"], 3)
+    monkeypatch.setattr(bag_eval, "build_pipeline",
+                        lambda overrides=None: (pipe, None, "stub",
+                                                bag_eval.node_config(overrides)))
+    out = tmp_path / "report"
+    rc = cli.main(["eval", str(bags["sqlite3"]), str(bags["mcap"]), "--report", str(out),
+                   "--no-progress"])
+    assert rc == 130
+    assert "interrupted" in capsys.readouterr().out
+    assert (out / "report.html").is_file()
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["interrupted"] is True and report["schema_version"] == 1
+    first, second = report["bags"]
+    assert first["status"] == "partial" and first["reason"] == "interrupted"
+    assert first["frames"] == 3 and first["frames_scored"] == 3
+    assert second["status"] == "skipped" and "interrupted" in second["reason"]
+    assert report["overall"]["frames"] == 3 and report["throughput"]["frames"] == 3
+    assert report["overall"]["matched"] == report["overall"]["gt_persons"] > 0
+    assert list(report["per_sequence"]) == ["seq_sqlite3"]
+
+
+def test_bag_breaking_part_way_keeps_the_frames_read(bags, monkeypatch):
+    from hmr_ros.bag import BagError
+
+    original = BagReader.messages
+
+    def breaking(self, *args, **kwargs):
+        for i, m in enumerate(original(self, *args, **kwargs)):
+            if i == 10:
+                raise BagError("truncated chunk (test)")
+            yield m
+
+    monkeypatch.setattr(BagReader, "messages", breaking)
+    pipe = _OraclePipeline(bags["mcap"], [0.0, 0.06, -0.08])
+    report = bag_eval.evaluate_bags([bags["mcap"]], pipe, dict(DEFAULT_TOPICS))
+    rec = report["bags"][0]
+    assert rec["status"] == "partial" and "truncated chunk" in rec["reason"]
+    assert 0 < rec["frames"] < 5 and rec["frames"] == pipe.calls
+    assert report["overall"]["frames"] == rec["frames_scored"] > 0
+    assert report["overall"]["mpjpe_mm"]["mean"] == pytest.approx(100.0 * 23 / 24, abs=1e-3)
+    assert report["interrupted"] is False
+    assert "partial" in bag_eval.format_table(report)
+
+
+class _SlowPipeline(_OraclePipeline):
+    def __init__(self, bag, seconds):
+        super().__init__(bag, [0.0, 0.0, 0.0])
+        self.seconds = seconds
+
+    def process(self, image, K, boxes, header):
+        import time
+
+        time.sleep(self.seconds)
+        return super().process(image, K, boxes, header)
+
+
+def test_realtime_drops_frames_like_the_node(bags):
+    # 5 frames at 5 fps (one every 200 ms) into a worker that needs 450 ms a frame
+    pipe = _SlowPipeline(bags["sqlite3"], 0.45)
+    report = bag_eval.evaluate_bags([bags["sqlite3"]], pipe, dict(DEFAULT_TOPICS),
+                                    realtime=True)
+    rec = report["bags"][0]
+    assert rec["status"] == "ok"
+    assert rec["frames_dropped"] >= 1
+    assert rec["frames"] + rec["frames_dropped"] == 5 == pipe.calls + rec["frames_dropped"]
+    assert report["config"]["realtime"] is True
+    assert report["overall"]["frames"] == rec["frames"]
+    # the first and the newest frame always run: only frames in between are dropped
+    assert rec["frames"] >= 2
+    # as fast as possible nothing is dropped
+    fast = bag_eval.evaluate_bags([bags["sqlite3"]], _OraclePipeline(bags["sqlite3"], [0, 0, 0]),
+                                  dict(DEFAULT_TOPICS))
+    assert fast["bags"][0]["frames_dropped"] == 0 and fast["bags"][0]["frames"] == 5
+
+
+def test_workers_give_the_metrics_of_one_process(bags, tiny_model, tmp_path, capsys):
+    paths = [str(bags["sqlite3"]), str(bags["corrupt"]), str(bags["mcap"])]
+    reports = {}
+    for n in (1, 2):
+        out = tmp_path / f"w{n}"
+        rc = cli.main(["eval", *paths, "--report", str(out), "--no-progress", "--no-html",
+                       "--workers", str(n), "-p", f"model_dir:={tiny_model}",
+                       "-p", "person_detector:=none", "-p", "refine_iterations:=0"])
+        assert rc == 0
+        reports[n] = json.loads((out / "metrics.json").read_text())
+    one, two = reports[1], reports[2]
+    assert two["config"]["workers"] == 2 and one["config"]["workers"] == 1
+    assert one["config"]["backend"] == two["config"]["backend"]
+    for key in ("overall", "per_sequence", "by_occlusion"):
+        assert one[key] == two[key], key
+    strip = lambda bs: [{k: b[k] for k in ("path", "name", "status", "frames",  # noqa: E731
+                                           "frames_scored", "frames_failed")} for b in bs]
+    assert strip(one["bags"]) == strip(two["bags"])
+    assert [b["status"] for b in two["bags"]] == ["ok", "skipped", "ok"]
+    assert one["overall"]["frames"] == 10 and one["overall"]["matched"] > 0
+    assert set(one["latency_ms"]) == set(two["latency_ms"])

@@ -9,9 +9,19 @@ joined by header stamp; every image runs, as fast as possible, through the same
 node's own parameters: ``-p name:=value`` as for ``hmr-ros node``). Predictions are matched to
 ground-truth persons per frame by the Hungarian algorithm on box IoU (joint distance breaks
 ties); pairs under ``--min-iou`` are no match. A ground-truth person without a match is a
-*miss*, a prediction without one a *false positive*. A bag that cannot be opened or breaks while
-being read is reported (``bags[].status == "skipped"`` with its ``reason``) and left out of the
-metrics; the other bags' results are kept.
+*miss*, a prediction without one a *false positive*. A bag that cannot be opened is reported
+(``bags[].status == "skipped"`` with its ``reason``) and left out of the metrics; a bag that breaks
+part-way keeps the frames read before the failure (``status == "partial"`` with the ``reason``);
+the other bags' results are kept. Ctrl-C (SIGINT) stops the replay but still writes what was
+computed: the report gets ``"interrupted": true``, the bag being read is ``"partial"`` (reason
+``"interrupted"``) and bags not started are ``"skipped"`` (reason ``"not run: interrupted"``).
+
+``--realtime`` feeds each bag's images at their recorded rate (header stamps) into a one-frame
+mailbox read by a single worker that always takes the newest frame, as the live node does
+(`hmr_ros.node.node.FrameSlot`): frames the worker is too slow for are dropped and counted
+(``bags[].frames_dropped``). ``--workers N`` evaluates several bags in parallel worker processes
+(spawned; each builds its own pipeline from the same parameters); the per-bag results are merged
+in the order the bags were given, so the metrics equal those of one process.
 
 ``DIR/metrics.json`` (schema_version 1; all lengths in millimetres, 2D errors in pixels,
 latencies in milliseconds; a value that could not be computed is ``null``)::
@@ -20,15 +30,18 @@ latencies in milliseconds; a value that could not be computed is ``null``)::
       "schema_version": 1,
       "tool": "hmr-ros eval",
       "created": ISO-8601 UTC time,
+      "interrupted": bool (true: stopped by Ctrl-C, the report holds what was computed),
       "config": {"model_dir", "backend", "merge_mode", "person_detector", "min_iou",
+                 "realtime": bool, "workers": int,
                  "topics": {"image", "compressed_image", "camera_info", "detections",
                             "ground_truth"},
                  "occlusion_bins": [[lo, hi], ...]},
-      "bags": [{"path", "name", "status": "ok" | "skipped", "reason": str | null,
+      "bags": [{"path", "name", "status": "ok" | "partial" | "skipped", "reason": str | null,
                 "frames": images processed, "frames_scored": frames with ground truth,
-                "frames_failed": frames the pipeline skipped, "wall_s", "fps"}],
+                "frames_failed": frames the pipeline skipped,
+                "frames_dropped": frames dropped by --realtime (0 without), "wall_s", "fps"}],
       "overall": SUMMARY,
-      "per_sequence": {bag name: SUMMARY},          # bags that were read completely
+      "per_sequence": {bag name: SUMMARY},          # bags with frames (ok or partial)
       "by_occlusion": {"lo-hi": SUMMARY},            # ground-truth persons binned by occlusion
       "latency_ms": {stage: {"count", "mean", "p50", "p95", "p99"}},
       "throughput": {"frames", "wall_s", "fps", "pipeline_s", "pipeline_fps"}
@@ -61,6 +74,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -73,7 +87,8 @@ from hmr_ros.eval.metrics import mpjpe, pa_mpjpe, pve, visibility_accuracy
 
 __all__ = ["SCHEMA_VERSION", "DEFAULT_TOPICS", "OCCLUSION_BINS", "GroundTruthPerson",
            "PredictedPerson", "match_persons", "score_frame", "Accumulator", "evaluate_bags",
-           "evaluate_bag", "build_pipeline", "add_arguments", "run"]
+           "evaluate_bag", "merge_results", "EvalInterrupted", "write_report", "build_pipeline",
+           "add_arguments", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +343,7 @@ class BagResult:
     frames: int = 0
     frames_scored: int = 0
     frames_failed: int = 0
+    frames_dropped: int = 0
     wall_s: float = 0.0
     acc: Accumulator = field(default_factory=Accumulator)
     occlusion: Dict[str, Accumulator] = field(default_factory=dict)
@@ -337,7 +353,7 @@ class BagResult:
         return {"path": self.path, "name": self.name, "status": self.status,
                 "reason": self.reason, "frames": self.frames,
                 "frames_scored": self.frames_scored, "frames_failed": self.frames_failed,
-                "wall_s": self.wall_s,
+                "frames_dropped": self.frames_dropped, "wall_s": self.wall_s,
                 "fps": self.frames / self.wall_s if self.wall_s > 0 else None}
 
 
@@ -347,9 +363,12 @@ def _bins() -> Dict[str, Accumulator]:
 
 def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: float = 0.3,
                  classes: Sequence[str] = ("person",), progress: bool = False,
-                 name: Optional[str] = None) -> BagResult:
+                 name: Optional[str] = None, realtime: bool = False) -> BagResult:
     """Replay one bag through ``pipeline`` (anything with the `FramePipeline.process`
-    signature) and score it. Raises `hmr_ros.bag.BagError` for a bag that cannot be read."""
+    signature) and score it. Raises `hmr_ros.bag.BagError` for a bag that cannot be opened; a
+    bag that breaks after frames were run gives ``status == "partial"`` with those frames.
+    ``realtime``: images at their recorded rate into a newest-frame mailbox (drops counted).
+    Ctrl-C raises `EvalInterrupted` carrying the partial result."""
     from hmr_ros.bag import BagReader
     from hmr_ros.runtime import Header
     from hmr_ros.transport import images
@@ -426,6 +445,56 @@ def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: f
             return "image" in item and (not det_topic or "detections" in item) and \
                 (not gt_topic or "ground_truth" in item)
 
+        slot = worker = None
+        worker_error: List[BaseException] = []
+        feeding_done = threading.Event()
+        pace: Dict[str, float] = {}
+        if realtime:
+            from hmr_ros.node.node import FrameSlot
+
+            slot = FrameSlot()
+
+            def work() -> None:
+                try:
+                    while True:
+                        got = slot.take(0.05)
+                        if got is None:
+                            if not feeding_done.is_set():
+                                continue
+                            got = slot.take(0.0)  # put just before the end was signalled
+                            if got is None:
+                                return
+                        run_frame(*got)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the reader
+                    worker_error.append(exc)
+                    feeding_done.set()
+
+            worker = threading.Thread(target=work, name="eval-realtime", daemon=True)
+            worker.start()
+
+        def dispatch(stamp: int, item: Dict[str, Any]) -> None:
+            if slot is None:
+                run_frame(stamp, item)
+                return
+            if worker_error:
+                raise worker_error[0]
+            now = time.perf_counter()
+            if "t0" not in pace:
+                pace["t0"], pace["s0"] = now, stamp
+            wait = pace["t0"] + (stamp - pace["s0"]) / 1e9 - now
+            if wait > 0:
+                time.sleep(wait)
+            if slot.put((stamp, item)):
+                res.frames_dropped += 1
+
+        def finish_worker() -> None:
+            if worker is None:
+                return
+            feeding_done.set()
+            worker.join()
+            if worker_error:
+                raise worker_error[0]
+
         def flush(force: bool = False) -> None:
             while pending:
                 stamp, item = next(iter(pending.items()))
@@ -437,29 +506,69 @@ def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: f
                 if not (force or ready(item) or len(pending) > _PENDING_LIMIT):
                     return
                 pending.popitem(last=False)
-                run_frame(stamp, item)
+                dispatch(stamp, item)
 
-        for m in bag.messages(wanted):
-            msg = m.decode()
-            stamp = _stamp_ns(msg.header)
-            if m.topic == info_topic:
-                infos[stamp] = msg
-                last_info[msg.header.frame_id] = msg
-                if len(infos) > 2 * _PENDING_LIMIT:
-                    infos.pop(next(iter(infos)))
-                continue
-            key = ("image" if m.topic == image_topic else
-                   "detections" if m.topic == det_topic else "ground_truth")
-            item = pending.setdefault(stamp, {})
-            item[key] = msg
-            if key == "image":
-                item["type"] = m.type_name
-            flush()
-        flush(force=True)
-        if bar is not None:
-            bar.close()
+        try:
+            failure: Optional[Exception] = None
+            try:
+                for m in bag.messages(wanted):
+                    msg = m.decode()
+                    stamp = _stamp_ns(msg.header)
+                    if m.topic == info_topic:
+                        infos[stamp] = msg
+                        last_info[msg.header.frame_id] = msg
+                        if len(infos) > 2 * _PENDING_LIMIT:
+                            infos.pop(next(iter(infos)))
+                        continue
+                    key = ("image" if m.topic == image_topic else
+                           "detections" if m.topic == det_topic else "ground_truth")
+                    item = pending.setdefault(stamp, {})
+                    item[key] = msg
+                    if key == "image":
+                        item["type"] = m.type_name
+                    flush()
+                flush(force=True)
+                finish_worker()
+            except Exception as exc:  # noqa: BLE001 - keep the frames read before it broke
+                failure = exc
+            if failure is not None:
+                if worker is not None:
+                    feeding_done.set()
+                    worker.join()
+                    if worker_error and not isinstance(worker_error[0], Exception):
+                        raise worker_error[0]  # Ctrl-C seen by the worker
+                if res.frames == 0 and not any("image" in it for it in pending.values()):
+                    raise failure
+                reason = str(failure) if type(failure).__name__ == "BagError" else \
+                    f"{type(failure).__name__}: {failure}"
+                res.status, res.reason = "partial", reason
+                slot = None  # what was complete before the failure runs inline
+                try:
+                    flush(force=True)
+                except Exception:  # noqa: BLE001 - the pipeline itself may be what broke
+                    pass
+                log.warning("%s: broke after %d frames, keeping them: %s", path, res.frames,
+                            reason)
+        except KeyboardInterrupt as exc:
+            feeding_done.set()
+            if worker is not None:
+                worker.join(timeout=10.0)  # its frame in flight, then it stops
+            res.status, res.reason = "partial", "interrupted"
+            res.wall_s = time.perf_counter() - t_start
+            raise EvalInterrupted(res) from exc
+        finally:
+            if bar is not None:
+                bar.close()
     res.wall_s = time.perf_counter() - t_start
     return res
+
+
+class EvalInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `evaluate_bag`; ``result`` holds the frames computed so far."""
+
+    def __init__(self, result: "BagResult") -> None:
+        super().__init__("interrupted")
+        self.result = result
 
 
 # -- the pipeline ---------------------------------------------------------------------------------
@@ -509,32 +618,132 @@ def _latency(timings: Dict[str, List[float]]) -> Dict[str, Any]:
     return out
 
 
+def _bag_names(bags: Sequence[Any]) -> List[str]:
+    out, seen = [], {}
+    for path in bags:
+        base = Path(path).name.replace(".", "_") or str(path)
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+    return out
+
+
+def _skip_reason(exc: BaseException) -> str:
+    return str(exc) if type(exc).__name__ == "BagError" else f"{type(exc).__name__}: {exc}"
+
+
+def _evaluate_one(path: Any, pipeline: Any, topics: Dict[str, str], name: str,
+                  **kwargs: Any) -> BagResult:
+    """One bag; an unreadable one becomes a ``skipped`` result (Ctrl-C passes through)."""
+    try:
+        return evaluate_bag(path, pipeline, topics, name=name, **kwargs)
+    except EvalInterrupted:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken bag must not lose the others
+        reason = _skip_reason(exc)
+        log.warning("skipping %s: %s", path, reason)
+        return BagResult(str(path), name, status="skipped", reason=reason)
+
+
+_WORKER_PIPELINE: Any = None
+
+
+def _worker_init(overrides: Dict[str, Any]) -> None:
+    global _WORKER_PIPELINE
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _WORKER_PIPELINE = build_pipeline(overrides)
+
+
+def _worker_bag(path: str, topics: Dict[str, str], name: str, kwargs: Dict[str, Any]
+                ) -> Tuple[BagResult, str]:
+    pipeline, _, backend, _ = _WORKER_PIPELINE
+    return _evaluate_one(path, pipeline, topics, name, **kwargs), backend
+
+
 def evaluate_bags(bags: Sequence[Any], pipeline: Any, topics: Dict[str, str], *,
                   min_iou: float = 0.3, classes: Sequence[str] = ("person",),
-                  progress: bool = False, config: Optional[Dict[str, Any]] = None
-                  ) -> Dict[str, Any]:
+                  progress: bool = False, config: Optional[Dict[str, Any]] = None,
+                  realtime: bool = False, workers: int = 1,
+                  overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Evaluate every bag (an unreadable one is reported and skipped) and return the report
-    (the ``metrics.json`` document, see the module docstring)."""
+    (the ``metrics.json`` document, see the module docstring). ``workers > 1``: bags in
+    spawned worker processes, each building the node's pipeline from ``overrides``
+    (``pipeline`` is then unused and may be None). Ctrl-C returns what was computed, with
+    ``"interrupted": true``."""
+    names = _bag_names(bags)
+    kwargs = {"min_iou": min_iou, "classes": tuple(classes), "realtime": realtime}
+    results: List[Optional[BagResult]] = [None] * len(bags)
+    interrupted = False
+    config = dict(config or {})
+    if workers > 1 and len(bags) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(bags)),
+                                   mp_context=mp.get_context("spawn"),
+                                   initializer=_worker_init, initargs=(dict(overrides or {}),))
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(bags), desc="bags", unit="bag", leave=False)
+        try:
+            futures = {pool.submit(_worker_bag, str(path), dict(topics), name,
+                                   {**kwargs, "progress": False}): i
+                       for i, (path, name) in enumerate(zip(bags, names))}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    results[i], backend = fut.result()
+                    config.setdefault("backend", backend)
+                except Exception as exc:  # noqa: BLE001 - e.g. a worker that died
+                    results[i] = BagResult(str(bags[i]), names[i], status="skipped",
+                                           reason=_skip_reason(exc))
+                if bar is not None:
+                    bar.update(1)
+        except KeyboardInterrupt:
+            interrupted = True
+            log.warning("interrupted: writing the bags finished so far")
+        finally:
+            if bar is not None:
+                bar.close()
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
+    else:
+        for i, (path, name) in enumerate(zip(bags, names)):
+            try:
+                results[i] = _evaluate_one(path, pipeline, topics, name, progress=progress,
+                                           **kwargs)
+            except EvalInterrupted as exc:
+                results[i] = exc.result
+                interrupted = True
+                log.warning("interrupted: writing what was computed")
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+                break
+    results = [r if r is not None else
+               BagResult(str(path), name, status="skipped", reason="not run: interrupted")
+               for r, path, name in zip(results, bags, names)]
+    report = merge_results(results, topics, min_iou=min_iou, config=config)
+    report["interrupted"] = interrupted
+    report["config"].update({"realtime": bool(realtime), "workers": int(max(1, workers))})
+    return report
+
+
+def merge_results(results: Sequence[BagResult], topics: Dict[str, str], *,
+                  min_iou: float = 0.3, config: Optional[Dict[str, Any]] = None
+                  ) -> Dict[str, Any]:
+    """The report of per-bag results, merged in the order given."""
     overall, occlusion = Accumulator(), _bins()
     per_sequence: Dict[str, Any] = OrderedDict()
     records, timings = [], {}
     frames, wall = 0, 0.0
-    names: Dict[str, int] = {}
-    for path in bags:
-        base = Path(path).name.replace(".", "_") or str(path)
-        names[base] = names.get(base, 0) + 1
-        name = base if names[base] == 1 else f"{base}_{names[base]}"
-        try:
-            res = evaluate_bag(path, pipeline, topics, min_iou=min_iou, classes=classes,
-                               progress=progress, name=name)
-        except Exception as exc:  # noqa: BLE001 - a broken bag must not lose the others
-            reason = str(exc) if type(exc).__name__ == "BagError" else \
-                f"{type(exc).__name__}: {exc}"
-            log.warning("skipping %s: %s", path, reason)
-            records.append(BagResult(str(path), name, status="skipped", reason=reason).record())
-            continue
+    for res in results:
         records.append(res.record())
-        per_sequence[name] = res.acc.summary()
+        if res.status == "skipped":
+            continue
+        per_sequence[res.name] = res.acc.summary()
         _merge(overall, res.acc)
         for k, acc in res.occlusion.items():
             _merge(occlusion[k], acc)
@@ -547,6 +756,7 @@ def evaluate_bags(bags: Sequence[Any], pipeline: Any, topics: Dict[str, str], *,
         "schema_version": SCHEMA_VERSION,
         "tool": "hmr-ros eval",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "interrupted": False,
         "config": {**(config or {}), "min_iou": min_iou, "topics": dict(topics),
                    "occlusion_bins": [list(b) for b in OCCLUSION_BINS]},
         "bags": records,
@@ -596,7 +806,9 @@ def format_table(report: Dict[str, Any]) -> str:
         lines.append(row(f"  occlusion {name}", s))
     for b in report["bags"]:
         if b["status"] != "ok":
-            lines.append(f"skipped {b['path']}: {b['reason']}")
+            lines.append(f"{b['status']} {b['path']}: {b['reason']}")
+        if b.get("frames_dropped"):
+            lines.append(f"dropped {b['frames_dropped']} frames (--realtime): {b['path']}")
     t = report["throughput"]
     lines.append(f"throughput: {t['frames']} frames in {t['wall_s']:.2f} s = "
                  f"{(t['fps'] or 0):.1f} frames/s (pipeline alone {(t['pipeline_fps'] or 0):.1f})")
@@ -633,28 +845,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
                         help="also write DIR/report.html (default on; --no-html to skip)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="feed frames at the recorded rate to one worker that takes the "
+                             "newest frame, as the live node does; report the frames dropped")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="evaluate N bags at a time in worker processes (default 1)")
+
+
+def write_report(report: Dict[str, Any], out: Any, html: bool = True) -> List[Path]:
+    """DIR/metrics.json (and DIR/report.html); returns the paths written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "metrics.json"]
+    written[0].write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    if html:
+        from hmr_ros.eval.report_html import write_html_report
+
+        written.append(Path(write_html_report(report, out)))
+    return written
 
 
 def run(args: argparse.Namespace) -> int:
     from hmr_ros.node.cli import parse_overrides
 
     overrides = parse_overrides(args.param)
-    pipeline, _, backend, config = build_pipeline(overrides)
+    workers = max(1, int(getattr(args, "workers", 1) or 1))
+    if workers > 1 and len(args.bags) > 1:
+        pipeline, backend, config = None, None, node_config(overrides)
+    else:
+        pipeline, _, backend, config = build_pipeline(overrides)
     topics = {k: getattr(args, f"{k}_topic") for k in DEFAULT_TOPICS}
     classes = tuple(c.strip() for c in args.detection_classes.split(",") if c.strip())
+    cfg = {"model_dir": config.model_dir, "merge_mode": config.merge_mode,
+           "person_detector": config.person_detector}
+    if backend is not None:
+        cfg["backend"] = backend
     report = evaluate_bags(
         args.bags, pipeline, topics, min_iou=args.min_iou, classes=classes,
-        progress=not args.no_progress,
-        config={"model_dir": config.model_dir, "backend": backend,
-                "merge_mode": config.merge_mode, "person_detector": config.person_detector})
-    out = Path(args.report)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        progress=not args.no_progress, config=cfg,
+        realtime=bool(getattr(args, "realtime", False)), workers=workers, overrides=overrides)
+    report["config"].setdefault("backend", None)
+    written = write_report(report, args.report, html=getattr(args, "html", True))
     print(format_table(report))
-    print(f"wrote {out / 'metrics.json'}")
-    if getattr(args, "html", True):
-        from hmr_ros.eval.report_html import write_html_report
-
-        print(f"wrote {write_html_report(report, out)}")
-    ok = [b for b in report["bags"] if b["status"] == "ok"]
+    for path in written:
+        print(f"wrote {path}")
+    if report.get("interrupted"):
+        print("interrupted: the report holds what was computed before Ctrl-C")
+        return 130
+    ok = [b for b in report["bags"] if b["status"] != "skipped"]
     return 0 if ok else 1
