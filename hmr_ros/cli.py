@@ -174,6 +174,14 @@ COMMANDS: Dict[str, object] = {
         "info": ("topics, types, counts and QoS of a bag",
                  *_lazy(".bag.cli", "add_info_arguments", "run_info")),
     },
+    "convert": {
+        "3dpw": ("a 3DPW sequence file + its images -> rosbag2 with ground truth",
+                 *_lazy(".bag.convert", "add_3dpw_arguments", "run_3dpw")),
+        "spin": ("a SPIN/PARE-format .npz + its images -> rosbag2 with ground truth",
+                 *_lazy(".bag.convert", "add_spin_arguments", "run_spin")),
+        "synthetic": ("synthetic generator samples -> rosbag2 with ground truth",
+                      *_lazy(".bag.convert", "add_synthetic_arguments", "run_synthetic")),
+    },
     "detector": {
         "fetch": ("download BlazePose (MediaPipe 0.10.14) and convert it to ONNX, checked",
                   *_lazy(".detect.cli", "add_fetch_arguments", "run_fetch")),

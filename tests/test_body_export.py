@@ -162,7 +162,10 @@ def test_cli_commands_are_registered_in_one_table():
             continue
         required = {("body", "export"): ["--out", "x.obj"], ("body", "faces"): ["--out", "f.cdr"],
                     ("bag", "make-sample"): ["out"], ("bag", "info"): ["bag"],
-                ("detector", "run"): ["x.png", "--out", "o"]}
+                ("detector", "run"): ["x.png", "--out", "o"],
+                ("convert", "3dpw"): ["s.pkl", "--images", "d", "--out", "b"],
+                ("convert", "spin"): ["a.npz", "--images", "d", "--out", "b"],
+                ("convert", "synthetic"): ["--num", "3", "--out", "b"]}
         for name in commands:
             args = parser.parse_args([group, name, *required.get((group, name), [])])
             assert args.run is commands[name][2]
