@@ -1,7 +1,7 @@
 """Throughput of ``hmr-ros eval`` (frames/s) with the bundled model on a generated sample bag,
 and the share of wall time spent outside inference (issue 13 target: under 15 %).
 
-    python benchmarks/bench_eval.py [--model-dir models/vishmr_light] [--threads 2]
+    python benchmarks/bench_eval.py [--model-dir DIR (default: the bundled model)] [--threads 2]
                                     [--seconds 4] [--fps 10] [--people 2] [--size 320]
 
 The sample bag (`hmr_ros.bag.sample.make_sample_bag`, MCAP, raw images, ground-truth
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model-dir", default=str(Path(__file__).resolve().parents[1] / "models"
-                                               / "vishmr_light"))
+    ap.add_argument("--model-dir", default=None,
+                    help="exported model (default: the bundled one, as the node picks it)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--fps", type=float, default=10.0)
@@ -53,9 +53,12 @@ def main(argv=None) -> int:
         bag = make_sample_bag(Path(tmp) / "bench_bag", seconds=args.seconds, fps=args.fps,
                               people=args.people, size=args.size, storage="mcap")
         print(f"sample bag: {bag} ({time.perf_counter() - t:.1f} s to generate)")
-        pipeline, _, backend, config = build_pipeline(
-            {"model_dir": args.model_dir, "threads": args.threads,
-             "person_detector": "none"})
+        # the deployed default: ground-truth boxes from the bag, the keypoint model on them
+        overrides = {"threads": args.threads, "person_detector": "auto"}
+        if args.model_dir:
+            overrides["model_dir"] = args.model_dir
+        pipeline, _, backend, config = build_pipeline(overrides)
+        args.model_dir = config.model_dir
         topics = dict(DEFAULT_TOPICS)
         evaluate_bags([bag], pipeline, topics)  # warm-up
         t0 = time.perf_counter()
