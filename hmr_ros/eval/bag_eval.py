@@ -314,24 +314,10 @@ def _stamp_ns(header: Any) -> int:
 
 
 def detection_boxes(msg: Any, classes: Sequence[str] = ("person",)) -> List[Any]:
-    """A Detection2DArray as the pipeline's boxes (as the node reads them: class filter,
-    best matching score, non-finite or empty boxes dropped)."""
-    from hmr_ros.runtime import Box
+    """A Detection2DArray as the pipeline's boxes, read exactly as the node reads them."""
+    from hmr_ros.node.node import detection_boxes as node_detection_boxes
 
-    boxes = []
-    for d in msg.detections:
-        scores = [h.hypothesis.score for h in d.results
-                  if not classes or h.hypothesis.class_id in classes]
-        if classes and not scores:
-            continue
-        b = d.bbox
-        cx, cy, w, h = b.center.position.x, b.center.position.y, b.size_x, b.size_y
-        if not np.isfinite([cx, cy, w, h]).all() or w <= 0 or h <= 0:
-            continue
-        score = float(max(scores)) if scores else 1.0
-        boxes.append(Box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2,
-                         score if np.isfinite(score) else 0.0))
-    return boxes
+    return node_detection_boxes(msg, classes)
 
 
 @dataclass

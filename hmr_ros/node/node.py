@@ -350,8 +350,6 @@ class HmrNode:
         return K
 
     def _boxes(self, stamp: int, width: int, height: int) -> Optional[List[Any]]:
-        from hmr_ros.runtime import Box
-
         # a detector's output may trail its image a little (or arrive in the same batch, after
         # it): wait up to 100 ms, woken as soon as detections come in
         deadline = time.monotonic() + 0.1
@@ -364,21 +362,7 @@ class HmrNode:
                 self._det_cond.wait(left)
         if det is None:
             return None  # no detections for this frame: the whole frame is one person
-        boxes = []
-        for d in det.detections:
-            scores = [h.hypothesis.score for h in d.results
-                      if not self._classes or h.hypothesis.class_id in self._classes]
-            if self._classes and not scores:
-                continue
-            b = d.bbox
-            cx, cy, w, h = b.center.position.x, b.center.position.y, b.size_x, b.size_y
-            if not np.isfinite([cx, cy, w, h]).all() or w <= 0 or h <= 0:
-                log.warning("frame %d: detection with a non-finite or empty box ignored", stamp)
-                continue
-            score = float(max(scores)) if scores else 1.0
-            boxes.append(Box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2,
-                             score if np.isfinite(score) else 0.0))
-        return boxes
+        return detection_boxes(det, self._classes, stamp)
 
     # -- outputs -----------------------------------------------------------------------------------
 
@@ -481,6 +465,29 @@ class HmrNode:
 
 def _stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def detection_boxes(msg: Any, classes=(), stamp: Optional[int] = None) -> List[Any]:
+    """A vision_msgs/Detection2DArray as the pipeline's boxes: detections of ``classes`` (all
+    when empty) with their best score; a non-finite or empty box is dropped with a warning.
+    The node and ``hmr-ros eval`` read detections with this one function."""
+    from hmr_ros.runtime import Box
+
+    boxes = []
+    for d in msg.detections:
+        scores = [h.hypothesis.score for h in d.results
+                  if not classes or h.hypothesis.class_id in classes]
+        if classes and not scores:
+            continue
+        b = d.bbox
+        cx, cy, w, h = b.center.position.x, b.center.position.y, b.size_x, b.size_y
+        if not np.isfinite([cx, cy, w, h]).all() or w <= 0 or h <= 0:
+            log.warning("frame %s: detection with a non-finite or empty box ignored", stamp)
+            continue
+        score = float(max(scores)) if scores else 1.0
+        boxes.append(Box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2,
+                         score if np.isfinite(score) else 0.0))
+    return boxes
 
 
 def load_detector(config: NodeConfig):
