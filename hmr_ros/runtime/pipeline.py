@@ -3,8 +3,9 @@
 One frame in (RGB image, optional intrinsics, optional person boxes, header), a list of people
 out (:class:`FrameResult`). People come from the boxes handed in (a ``detections`` topic), else
 from the keypoint detector when the pipeline has one, else the whole frame is one person; with
-a detector, each person also carries the keypoint model's 2D keypoints. Bad input never raises: the frame is skipped with a logged reason
-carrying its stamp, and the pipeline serves the next frame.
+a detector, each person also carries the keypoint model's 2D keypoints. Bad input never raises:
+the frame is skipped with a logged reason carrying its stamp, and the pipeline serves the next
+frame.
 """
 
 from __future__ import annotations
@@ -85,9 +86,6 @@ class FramePipeline:
             log.warning("frame %s (%s) skipped: %s", header.stamp_ns, header.frame_id, reason)
             return FrameResult(header=header, skipped=reason)
 
-    def _refine(self, rel, betas, transl, keypoints, K):
-        return _refine_all(self.regressor, self.params, rel, betas, transl, keypoints, K)
-
     def _process(self, image, K, boxes, header) -> FrameResult:
         t0 = time.perf_counter()
         problem = check_image(image)
@@ -150,7 +148,8 @@ class FramePipeline:
         vertices, joints = out["vertices"], out["joints"]
         if self.params.refine_iterations > 0 and any(k is not None for k in keypoints):
             t_ref = time.perf_counter()
-            rel, transl, changed = self._refine(rel, betas, transl, keypoints, intr.matrix())
+            rel, transl, changed = _refine_people(self.regressor, self.params, rel, betas,
+                                                  transl, keypoints, intr.matrix())
             if changed:
                 vertices, joints = self.regressor.lbs(np.ascontiguousarray(betas, np.float32),
                                                       np.ascontiguousarray(rel, np.float32))
@@ -186,7 +185,7 @@ class FramePipeline:
                            notes=tuple(notes))
 
 
-def _refine_all(regressor, params: PipelineParams, rel, betas, transl, keypoints, K):
+def _refine_people(regressor, params: PipelineParams, rel, betas, transl, keypoints, K):
     """Each person with keypoints fitted to them (refine.py); returns (rel, transl, changed)."""
     from .refine import RefineParams, refine_person
 
