@@ -22,11 +22,11 @@ for i in range(N):
     vis = np.asarray(s["people_coco17_vis"][0])
     ff = float(s["people_face_front"][0])
     size = max(box[2] - box[0], box[3] - box[1])
-    people = det(img, boxes=[box])
+    [person] = det.keypoints_for_boxes(img, [box])
     n_people += 1
-    if not people: continue
+    if person is None: continue
     found += 1
-    kp = people[0].coco17
+    kp = person.coco17
     for k in range(17):
         e = np.linalg.norm(kp[k, :2] - gt[k]) / size
         errs[int(vis[k])].append(e); confs[int(vis[k])].append(kp[k, 2])

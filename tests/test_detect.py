@@ -275,9 +275,9 @@ def test_tracking_reuses_regions_and_skips_the_detector(astronaut):
 
 
 def test_boxes_from_a_topic_get_keypoints_for_exactly_those(detector, astronaut):
-    people = detector(astronaut, boxes=[np.array([30.0, 20.0, 360.0, 511.0])])
-    assert len(people) == 1 and people[0].coco17[0, 2] > 0.9
-    assert detector(np.zeros((64, 64, 3), np.uint8), boxes=[]) == []
+    [person] = detector.keypoints_for_boxes(astronaut, [np.array([30.0, 20.0, 360.0, 511.0])])
+    assert person.coco17[0, 2] > 0.9
+    assert detector.keypoints_for_boxes(np.zeros((64, 64, 3), np.uint8), []) == []
 
 
 def test_bad_images_do_not_crash(detector):

@@ -134,12 +134,11 @@ class PoseKeypointDetector:
 
     # --- public ------------------------------------------------------------------------------
 
-    def __call__(self, image: np.ndarray, boxes: Optional[Sequence[np.ndarray]] = None
-                 ) -> List[PersonKeypoints]:
-        """People in ``image`` (H x W x 3 uint8 RGB), best first. With ``boxes`` (x0, y0, x1,
-        y1 pixels), exactly those people are looked at (no detector, no tracking)."""
+    def __call__(self, image: np.ndarray) -> List[PersonKeypoints]:
+        """People in ``image`` (H x W x 3 uint8 RGB), best first (boxes from elsewhere:
+        :meth:`keypoints_for_boxes`)."""
         with self._lock:
-            return self._run(np.ascontiguousarray(image), boxes)
+            return self._run(np.ascontiguousarray(image))
 
     def reset(self) -> None:
         """Forget tracked people (a new video, a camera jump)."""
@@ -157,11 +156,7 @@ class PoseKeypointDetector:
             image = np.ascontiguousarray(image)
             h, w = image.shape[:2]
             rois = [roi_from_box(np.asarray(b, np.float32)) for b in boxes]
-            out: List[Optional[PersonKeypoints]] = []
-            for lm in self.landmarks(image, rois):
-                person = self._person(lm, w, h)
-                out.append(person)
-            return out
+            return [self._person(lm, w, h) for lm in self.landmarks(image, rois)]
 
     def detect(self, image: np.ndarray) -> List[Detection]:
         """Detector only, over the whole frame and its tiles in one batch: detections (score,
@@ -208,35 +203,31 @@ class PoseKeypointDetector:
 
     # --- one frame ---------------------------------------------------------------------------
 
-    def _run(self, image, boxes) -> List[PersonKeypoints]:
+    def _run(self, image) -> List[PersonKeypoints]:
         p = self.params
         h, w = image.shape[:2]
         t0 = time.perf_counter()
         timing = {}
         self.stats.frames += 1
-        if boxes is not None:
-            self._tracked, self._since_detect = [], 0  # the next frame without boxes detects
-            rois = [roi_from_box(np.asarray(b, np.float32)) for b in boxes][: p.max_persons]
+        rois = list(self._tracked) if p.track else []
+        if not rois or self._since_detect + 1 >= p.detect_every or not p.track:
+            found = self.detect(image)
+            self.stats.detector_runs += 1
+            self._since_detect = 0
+            for det in found:
+                roi = roi_from_detection(det)
+                if not any(_same_region(roi, r) for r in rois):
+                    rois.append(roi)
         else:
-            rois = list(self._tracked) if p.track else []
-            if not rois or self._since_detect + 1 >= p.detect_every or not p.track:
-                found = self.detect(image)
-                self.stats.detector_runs += 1
-                self._since_detect = 0
-                for det in found:
-                    roi = roi_from_detection(det)
-                    if not any(_same_region(roi, r) for r in rois):
-                        rois.append(roi)
-            else:
-                self._since_detect += 1
-            rois = rois[: 2 * p.max_persons]
+            self._since_detect += 1
+        rois = rois[: 2 * p.max_persons]
         t1 = time.perf_counter()
         timing["detector"] = t1 - t0
         people = [q for q in (self._person(lm, w, h) for lm in self.landmarks(image, rois))
                   if q is not None]
         timing["landmarks"] = time.perf_counter() - t1
         people = _drop_duplicates(people, p.same_person_iou)[: p.max_persons]
-        if boxes is None and p.track:
+        if p.track:
             self._tracked = [q.roi for q in people]
         timing["total"] = time.perf_counter() - t0
         self.stats.timing = timing

@@ -139,8 +139,9 @@ def keypoint_inputs(samples, geoms, source: str, detector, first_index: int) -> 
             points.append(None)
         elif source == "detector":
             box = np.asarray(s["people_bbox"], np.float64)[0]
-            found = detector(np.ascontiguousarray(s["image"], dtype=np.uint8), boxes=[box])
-            points.append(found[0].coco17 if found else None)
+            [found] = detector.keypoints_for_boxes(
+                np.ascontiguousarray(s["image"], dtype=np.uint8), [box])
+            points.append(None if found is None else found.coco17)
         else:  # the training noise, seeded per sample: the same draws every run
             size = int(np.asarray(s["image"]).shape[0])
             kp = synthetic_keypoint_input(s, size, np.random.default_rng([7, first_index + i]),

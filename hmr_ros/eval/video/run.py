@@ -64,9 +64,14 @@ class _Recorder:
         self.detector = detector
         self.last: list = []
 
-    def __call__(self, image, boxes=None):
-        self.last = self.detector(image, boxes=boxes)
+    def __call__(self, image):
+        self.last = self.detector(image)
         return self.last
+
+    def keypoints_for_boxes(self, image, boxes):
+        found = self.detector.keypoints_for_boxes(image, boxes)
+        self.last = [q for q in found if q is not None]
+        return found
 
     def find(self, coco17: Optional[np.ndarray]):
         if coco17 is None:
