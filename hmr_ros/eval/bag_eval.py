@@ -560,35 +560,18 @@ class EvalInterrupted(KeyboardInterrupt):
 # -- the pipeline ---------------------------------------------------------------------------------
 
 
-class _Parameters:
-    """Stands in for a transport in `hmr_ros.node.params.declare`: the defaults, overridden."""
-
-    def __init__(self, overrides: Dict[str, Any]) -> None:
-        self.overrides = dict(overrides)
-        self._declared: set = set()
-
-    def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
-        self._declared.add(name)
-        return self.overrides.get(name, default)
-
-    def undeclared_parameters(self) -> List[str]:
-        return sorted(set(self.overrides) - self._declared)
-
-
 def node_config(overrides: Optional[Dict[str, Any]] = None) -> Any:
     """The node's `NodeConfig` (validated exactly as the node validates it)."""
-    from hmr_ros.node.params import declare
+    from hmr_ros.node.params import config_from_overrides
 
-    return declare(_Parameters(overrides or {}))
+    return config_from_overrides(overrides)
 
 
 def build_pipeline(overrides: Optional[Dict[str, Any]] = None) -> Tuple[Any, Any, str, Any]:
     """(pipeline, body, backend name, config): the node's own loader on the node's params."""
-    from hmr_ros.node.node import load_pipeline
+    from hmr_ros.node.node import build_pipeline as node_build_pipeline
 
-    config = node_config(overrides)
-    pipeline, body, backend = load_pipeline(config)
-    return pipeline, body, backend, config
+    return node_build_pipeline(overrides)
 
 
 # -- report -----------------------------------------------------------------------------------------

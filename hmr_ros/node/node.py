@@ -541,3 +541,14 @@ def load_pipeline(config: NodeConfig) -> Tuple[Any, Any, str]:
         pipeline.tracker.min_hits = config.track_min_hits
         pipeline.tracker.max_age = config.track_max_age
     return pipeline, body, runner.backend.name
+
+
+def build_pipeline(overrides: Optional[Dict[str, Any]] = None) -> Tuple[Any, Any, str, Any]:
+    """(pipeline, body, backend name, config) from node parameters given as a dict: the node's
+    own loader for offline tools (``hmr-ros eval``, ``hmr-ros live``), so they run exactly the
+    pipeline the node would with the same ``-p name:=value`` parameters."""
+    from .params import config_from_overrides
+
+    config = config_from_overrides(overrides)
+    pipeline, body, backend = load_pipeline(config)
+    return pipeline, body, backend, config

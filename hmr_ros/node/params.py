@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["Param", "PARAMS", "NodeConfig", "ParameterError", "declare", "read_params_yaml",
            "markdown_table", "default_model_dir"]
@@ -186,6 +186,27 @@ def declare(transport: Any, overrides: Optional[Dict[str, Any]] = None) -> NodeC
         except ValueError as exc:
             raise ParameterError(f"parameter '{name}': {exc}") from None
     return NodeConfig(values)
+
+
+class _Overrides:
+    """Stands in for a transport in `declare`: the defaults, overridden by a dict."""
+
+    def __init__(self, overrides: Dict[str, Any]) -> None:
+        self.overrides = dict(overrides)
+        self._declared: set = set()
+
+    def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
+        self._declared.add(name)
+        return self.overrides.get(name, default)
+
+    def undeclared_parameters(self) -> List[str]:
+        return sorted(set(self.overrides) - self._declared)
+
+
+def config_from_overrides(overrides: Optional[Dict[str, Any]] = None) -> NodeConfig:
+    """The node's configuration without a transport (offline tools: eval, live demo): the
+    defaults with ``overrides``, validated exactly as the node validates its parameters."""
+    return declare(_Overrides(overrides or {}))
 
 
 def read_params_yaml(path: Any, node_name: str) -> Dict[str, Any]:
