@@ -3,6 +3,8 @@ metrics of one process; a truncated or missing bag is skipped with its reason.""
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
 
 import pytest
@@ -43,11 +45,12 @@ def single_process(bags):
 
 @pytest.fixture(scope="module")
 def on_ray(bags):
-    """One Ray session for the module: a local single-node Ray, two actors."""
+    """One Ray session for the module: a local single-node Ray, an actor per CPU (workers=0)."""
     names = bag_eval._bag_names(bags)
     assert not ray.is_initialized()
     results, backend, interrupted = evaluate_on_ray(
-        "local", bags, names, dict(DEFAULT_TOPICS), KWARGS, OVERRIDES, workers=2)
+        "local", bags, names, dict(DEFAULT_TOPICS), KWARGS, OVERRIDES, workers=0,
+        progress=True)
     assert not ray.is_initialized()  # the Ray it started is shut down again
     return results, backend, interrupted
 
@@ -102,3 +105,40 @@ def test_missing_ray_is_a_clear_error(monkeypatch, bags):
         evaluate_on_ray("local", bags[:1], ["a"], dict(DEFAULT_TOPICS), KWARGS, OVERRIDES)
     assert str(err.value) == MISSING_RAY
     assert "pip install 'hmr_ros[cluster]'" in str(err.value)
+
+
+class _CtrlCAfterFirstBag(logging.Handler):
+    """Sends this process a real SIGINT when the driver logs its first finished bag, i.e.
+    while the next bag is in flight on the (single) actor."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.sent = False
+
+    def emit(self, record):
+        if not self.sent and record.getMessage().startswith("finished"):
+            self.sent = True
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_ctrl_c_keeps_the_finished_bags(bags):
+    good = [bags[0], bags[3], bags[0]]
+    names = bag_eval._bag_names(good)
+    logger = logging.getLogger("hmr_ros.eval.ray_fanout")
+    handler, level = _CtrlCAfterFirstBag(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        results, backend, interrupted = evaluate_on_ray(
+            "local", good, names, dict(DEFAULT_TOPICS), KWARGS, OVERRIDES, workers=1)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert handler.sent and interrupted is True
+    assert results[0] is not None and results[0].status == "ok" and results[0].frames == 5
+    assert results[1:] == [None, None]  # in flight (dropped) and never started
+    assert backend is not None
+    assert not ray.is_initialized()
+    # what was computed still makes a report
+    report = bag_eval.merge_results([results[0]], dict(DEFAULT_TOPICS))
+    assert report["overall"]["frames"] == 5

@@ -189,6 +189,7 @@ def evaluate_on_ray(address: str, bags: Sequence[str], names: Sequence[str],
                                                reason=_failure_reason(ray, exc))
                         log.warning("skipping %s: %s", bags[i], results[i].reason)
                         free.append(actor)
+                    log.debug("finished %s: %s", bags[i], results[i].status)
                     if bar is not None:
                         bar.update(1)
         except KeyboardInterrupt:
