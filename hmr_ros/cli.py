@@ -153,6 +153,8 @@ COMMANDS: Dict[str, object] = {
                  *_lazy(".eval.ablation", "add_arguments", "run")),
     "eval": ("replay bags through the node's pipeline and score it against their ground truth",
              *_lazy(".eval.bag_eval", "add_arguments", "run")),
+    "live": ("webcam / video / bag in, meshes on screen or in a video, recorded, published",
+             *_lazy(".live.cli", "add_arguments", "run")),
     "eval-video": ("score the deployed path on real footage against constant-pose baselines",
                    *_lazy(".eval.video.run", "add_arguments", "run")),
     "footage": {"fetch": ("download OpenCV's sample footage (Debian opencv-doc) for eval-video",
