@@ -19,15 +19,20 @@ import pytest
 pytest.importorskip("foxglove")
 websockets = pytest.importorskip("websockets")
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # noqa: E402
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from hmr_ros.body import load_body_model  # noqa: E402
-from hmr_ros.body.posing import pose_body  # noqa: E402
-from hmr_ros.live.foxglove_view import (FRUSTUM_DEPTH_M, HUMAN_MESH_TYPE, TOPICS,  # noqa: E402
-                                        FoxgloveView, frustum_segments)
-from hmr_ros.runtime.results import FrameResult, Header, PersonResult  # noqa: E402
-from hmr_ros.transport import cdr  # noqa: E402
-from hmr_ros.viz.overlay import visibility_colors  # noqa: E402
+from hmr_ros.body import load_body_model
+from hmr_ros.body.posing import pose_body
+from hmr_ros.live.foxglove_view import (
+    FRUSTUM_DEPTH_M,
+    HUMAN_MESH_TYPE,
+    TOPICS,
+    FoxgloveView,
+    frustum_segments,
+)
+from hmr_ros.runtime.results import FrameResult, Header, PersonResult
+from hmr_ros.transport import cdr
+from hmr_ros.viz.overlay import visibility_colors
 
 LAYOUT = Path(__file__).resolve().parents[1] / "config" / "foxglove" / "hmr_live_layout.json"
 #: the SDK speaks the renamed protocol; older servers the original name (same messages)
@@ -135,7 +140,7 @@ async def _receive_frame(view, frame, topics, timeout=10.0):
             while len(got) < len(topics):
                 topic, log_time, payload = await client.next_message(0.2)
                 got.setdefault(topic, (log_time, payload))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     return client, got
 

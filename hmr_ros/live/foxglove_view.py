@@ -57,8 +57,8 @@ _INSTALL_HINT = "pip install 'hmr_ros[live]'"
 def _import_foxglove() -> Any:
     try:
         import foxglove
-        import foxglove.channels  # noqa: F401
-        import foxglove.messages  # noqa: F401
+        import foxglove.channels
+        import foxglove.messages
     except ImportError as exc:
         raise RuntimeError(f"the live Foxglove view needs the foxglove-sdk package ({exc}); "
                            f"install it with: {_INSTALL_HINT}") from None
@@ -110,6 +110,7 @@ class FoxgloveView:
         self.frame_id = frame_id
         self.body_model = body_model
         self._indices: List[int] = self.faces.astype(np.int64).reshape(-1).tolist()
+        self._vertex_part_list: List[int] = self.vertex_part.astype(np.int64).tolist()
         self._body_ids = outputs.BodyIds()
         self._shown: Set[str] = set()
         self._context = fg.Context()  # own channels: two views never share topics
@@ -179,11 +180,17 @@ class FoxgloveView:
             rotation=m.Quaternion(x=_OPTICAL_IN_WORLD[0], y=_OPTICAL_IN_WORLD[1],
                                   z=_OPTICAL_IN_WORLD[2], w=_OPTICAL_IN_WORLD[3])),
             log_time=stamp_ns)
-        self._calibration.log(self._calibration_message(ts, K, width, height), log_time=stamp_ns)
-        self._image.log(self._image_message(ts, rgb), log_time=stamp_ns)
-        self._scene.log(self._scene_update(ts, result, K, width, height), log_time=stamp_ns)
-        self._human_mesh.log(self._human_mesh_bytes(result, stamp_ns, width, height),
-                             log_time=stamp_ns)
+        # messages nobody subscribed to are not built (the mesh costs milliseconds per person)
+        if self._calibration.has_sinks():
+            self._calibration.log(self._calibration_message(ts, K, width, height),
+                                  log_time=stamp_ns)
+        if self._image.has_sinks():
+            self._image.log(self._image_message(ts, rgb), log_time=stamp_ns)
+        if self._scene.has_sinks():
+            self._scene.log(self._scene_update(ts, result, K, width, height), log_time=stamp_ns)
+        mesh_bytes = self._human_mesh_bytes(result, stamp_ns, width, height)  # keeps body ids
+        if mesh_bytes is not None:
+            self._human_mesh.log(mesh_bytes, log_time=stamp_ns)
 
     def _calibration_message(self, ts: Any, K: np.ndarray, width: int, height: int) -> Any:
         P = np.zeros((3, 4))
@@ -203,10 +210,15 @@ class FoxgloveView:
         return self._msgs.CompressedImage(timestamp=ts, frame_id=self.frame_id,
                                           data=jpeg.tobytes(), format="jpeg")
 
-    def _human_mesh_bytes(self, result: Any, stamp_ns: int, width: int, height: int) -> bytes:
+    def _human_mesh_bytes(self, result: Any, stamp_ns: int, width: int,
+                          height: int) -> Optional[bytes]:
+        """The frame's HumanMeshArray as CDR, or None when nobody listens; the REP-155 body
+        ids advance either way, so they stay stable across a client's reconnect."""
         track_ids = [p.track_id for p in result.persons]
         ids = [self._body_ids.get(tid) for tid in track_ids]
         self._body_ids.forget_except([t for t in track_ids if t >= 0])
+        if not self._human_mesh.has_sinks():
+            return None
         header = outputs.header_message(stamp_ns, self.frame_id)
         msg, _ = outputs.human_mesh_array(result, header, ids, self.body_model,
                                           len(self.vertex_part), width, height)
@@ -243,9 +255,9 @@ class FoxgloveView:
             LOG.warning("person %d (%s): mesh or joints not finite: not drawn", index, entity_id)
             return None
         part_rgb = visibility_colors(person.visibility)  # (24, 3)
-        vertex_rgb = part_rgb[self.vertex_part]
+        part_colors = [m.Color(r=r, g=g, b=b, a=1.0) for r, g, b in part_rgb.tolist()]
         points = [m.Point3(x=x, y=y, z=z) for x, y, z in vertices.tolist()]
-        colors = [m.Color(r=r, g=g, b=b, a=1.0) for r, g, b in vertex_rgb.tolist()]
+        colors = [part_colors[p] for p in self._vertex_part_list]
         mesh = m.TriangleListPrimitive(points=points, colors=colors, indices=self._indices)
         spheres = [m.SpherePrimitive(
             pose=m.Pose(position=m.Vector3(x=x, y=y, z=z),
