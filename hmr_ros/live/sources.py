@@ -264,6 +264,9 @@ class BagSource(FrameSource):
 
         info = None
         with BagReader(self.path) as bag:
+            if self.info_topic:  # a bag may store a frame's camera_info just after its image
+                info = next((m.decode() for m in bag.messages([self.info_topic])), None)
+        with BagReader(self.path) as bag:
             topics = [self.image_topic] + ([self.info_topic] if self.info_topic else [])
             for m in bag.messages(topics):
                 if m.topic == self.info_topic:
