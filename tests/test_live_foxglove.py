@@ -290,6 +290,8 @@ def test_binds_loopback_by_default_and_close_stops_the_server(body):
     try:
         assert view.port != other.port
         assert _listening_addresses(view.port) == ["0100007F"]  # 127.0.0.1, nothing else
+        with pytest.raises(RuntimeError, match="cannot start the Foxglove server"):
+            FoxgloveView(port=view.port, faces=body.faces, vertex_part=body.part)
     finally:
         other.close()
     view.close()
