@@ -22,7 +22,7 @@ from hmr_ros.runtime import FrameResult, PersonResult  # noqa: E402
 
 SUMMARY_KEYS = {"frames", "gt_persons", "pred_persons", "matched", "misses", "false_positives",
                 "mpjpe_mm", "pa_mpjpe_mm", "pve_mm", "kp2d_px", "visibility_accuracy",
-                "visibility_accuracy_per_part"}
+                "visibility_accuracy_per_part", "visibility_calibration"}
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +160,14 @@ def test_occlusion_bins_and_accumulation():
 # -- whole bags ---------------------------------------------------------------------------------
 
 
+#: table 2's modes in the oracle: non-root joints and vertices shifted by these many mm along x
+ORACLE_MODE_SHIFT_MM = {"visible": 30.0, "global": 50.0, "ks_highest": 20.0, "ks_matched": 10.0}
+
+
 class _OraclePipeline:
     """Answers every frame with the bag's ground truth, non-root joints and all vertices
-    shifted by ``d``: the evaluation must report exactly the known errors."""
+    shifted by ``d``: the evaluation must report exactly the known errors. Each table-2 merge
+    mode gets its own known shift (`ORACLE_MODE_SHIFT_MM`)."""
 
     def __init__(self, bag, d):
         self.d = np.asarray(d, float)
@@ -184,6 +189,14 @@ class _OraclePipeline:
             joints = np.asarray(h.joints, float).reshape(24, 3)
             joints[1:] += self.d
             r = h.roi
+            gj = np.asarray(h.joints, float).reshape(24, 3)
+            gv = np.asarray(h.vertices, float).reshape(-1, 3)
+            ablation = {}
+            for mode, mm in ORACLE_MODE_SHIFT_MM.items():
+                shift = np.array([mm / 1000.0, 0.0, 0.0])
+                mj = gj.copy()
+                mj[1:] += shift
+                ablation[mode] = (gv + shift, mj)
             persons.append(PersonResult(
                 track_id=-1, bbox=np.array([r.x_offset, r.y_offset, r.x_offset + r.width,
                                             r.y_offset + r.height], float), score=1.0,
@@ -191,7 +204,8 @@ class _OraclePipeline:
                 transl=np.zeros(3),
                 vertices=np.asarray(h.vertices, float).reshape(-1, 3) + self.d,
                 joints=joints, keypoints2d=np.asarray(h.keypoints_2d, float).reshape(24, 2),
-                visibility=np.asarray(vis[h.body_id].visibility, float), hypothesis=-1))
+                visibility=np.asarray(vis[h.body_id].visibility, float), hypothesis=-1,
+                ablation=ablation))
         return FrameResult(header=header, persons=tuple(persons),
                            timing={"total": 0.001, "stage_a": 0.0005})
 
@@ -213,6 +227,48 @@ def test_replay_with_known_predictions_gives_known_metrics(bags, storage):
     assert o["pa_mpjpe_mm"]["mean"] > 1.0  # a non-rigid change Procrustes cannot undo
     assert sum(b["matched"] for b in report["by_occlusion"].values()) == gt_persons
     assert report["latency_ms"]["total"]["p50"] == pytest.approx(1.0)
+    hist = report["latency_ms"]["total"]["histogram"]
+    assert sum(hist["counts"]) == 5 and len(hist["edges"]) == len(hist["counts"]) + 1
+    # table 2: every mode's known shift, over all persons and over the occluded ones
+    occluded = sum(float(np.mean(np.asarray(v.visibility) < 0.5)) >= 0.3
+                   for m in pipe.gt.values() for v in m.visibility)
+    t2 = report["table2"]
+    assert t2["occluded_min_share"] == 0.3 and list(t2["modes"]) == list(ORACLE_MODE_SHIFT_MM)
+    for mode, mm in ORACLE_MODE_SHIFT_MM.items():
+        rows = t2["modes"][mode]
+        assert rows["all"]["mpjpe_mm"]["count"] == gt_persons
+        assert rows["all"]["mpjpe_mm"]["mean"] == pytest.approx(mm * 23 / 24, abs=1e-3)
+        assert rows["all"]["pve_mm"]["mean"] == pytest.approx(mm, abs=1e-3)
+        assert rows["all"]["pa_mpjpe_mm"]["mean"] < mm
+        assert rows["occluded"]["mpjpe_mm"]["count"] == occluded
+    # calibration: the oracle's ω is the ground truth itself
+    cal = o["visibility_calibration"]
+    assert sum(cal["count"]) == 24 * gt_persons and len(cal["per_part"]) == 24
+    for lo_hi, mean_pred, frac in zip(cal["bins"], cal["mean_pred"], cal["frac_visible"]):
+        if mean_pred is not None:
+            assert frac == (1.0 if lo_hi[0] >= 0.5 else 0.0)
+    # the worst frames, worst first, each with an overlay
+    worst = report["worst_frames"]
+    assert 0 < len(worst) <= 5
+    assert [w["mpjpe_mm"] for w in worst] == sorted((w["mpjpe_mm"] for w in worst),
+                                                     reverse=True)
+    assert all(report["_images"][w["image"]][:2] == b"\xff\xd8" for w in worst)
+
+
+def test_visibility_calibration_against_hand_counts():
+    # 4 persons x 2 parts: ω 0.05 (truly visible 1 of 2), 0.95 (2 of 2), 0.55 (0 of 4)
+    pred = np.array([[0.05, 0.55], [0.05, 0.55], [0.95, 0.55], [0.95, 0.55]])
+    gt = np.array([[1.0, 0.0], [0.0, 0.0], [0.9, 0.2], [0.8, 0.4]])
+    cal = bag_eval.visibility_calibration(pred, gt)
+    assert cal["count"][0] == 2 and cal["count"][5] == 4 and cal["count"][9] == 2
+    assert sum(cal["count"]) == 8
+    assert cal["frac_visible"][0] == 0.5 and cal["frac_visible"][5] == 0.0
+    assert cal["frac_visible"][9] == 1.0 and cal["mean_pred"][1] is None
+    ece = (2 * abs(0.05 - 0.5) + 4 * abs(0.55 - 0.0) + 2 * abs(0.95 - 1.0)) / 8
+    assert cal["ece"] == pytest.approx(ece)
+    part1 = cal["per_part"][1]
+    assert part1["count"][5] == 4 and part1["ece"] == pytest.approx(0.55)
+    assert bag_eval.visibility_calibration(np.zeros((0, 24)), np.zeros((0, 24))) is None
 
 
 def test_cli_eval_both_storages_and_a_corrupt_bag(bags, tiny_model, tmp_path, capsys):
@@ -220,7 +276,7 @@ def test_cli_eval_both_storages_and_a_corrupt_bag(bags, tiny_model, tmp_path, ca
     paths = [bags["sqlite3"], bags["corrupt"], bags["mcap"], bags["png"]]
     rc = cli.main(["eval", *map(str, paths), "--report", str(report_dir), "--no-progress",
                    "-p", f"model_dir:={tiny_model}", "-p", "person_detector:=none",
-                   "-p", "refine_iterations:=0"])
+                   "-p", "refine_iterations:=0", "--output-bags", "--worst", "4"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "overall" in printed and "skipped" in printed and "frames/s" in printed
@@ -230,7 +286,7 @@ def test_cli_eval_both_storages_and_a_corrupt_bag(bags, tiny_model, tmp_path, ca
     assert report["schema_version"] == bag_eval.SCHEMA_VERSION == 1
     assert set(report) == {"schema_version", "tool", "created", "interrupted", "config", "bags",
                            "overall", "per_sequence", "by_occlusion", "latency_ms",
-                           "throughput"}
+                           "throughput", "table2", "worst_frames"}
     assert report["interrupted"] is False
     assert report["config"]["realtime"] is False and report["config"]["workers"] == 1
     assert report["config"]["topics"] == DEFAULT_TOPICS
@@ -262,6 +318,38 @@ def test_cli_eval_both_storages_and_a_corrupt_bag(bags, tiny_model, tmp_path, ca
         assert v["p50"] <= v["p95"] <= v["p99"] and v["count"] > 0
     t = report["throughput"]
     assert t["frames"] == 15 and t["fps"] > 0 and t["pipeline_fps"] >= t["fps"]
+    # table 2 in the same run: without refinement the deployed merge is KS-matched itself
+    t2 = report["table2"]["modes"]
+    assert list(t2) == ["visible", "global", "ks_highest", "ks_matched"]
+    assert t2["ks_matched"]["all"]["mpjpe_mm"] == o["mpjpe_mm"]
+    assert t2["ks_matched"]["all"]["pve_mm"] == o["pve_mm"]
+    assert t2["visible"]["all"]["mpjpe_mm"]["mean"] != o["mpjpe_mm"]["mean"]
+    # the worst frames, with their overlays on disk
+    worst = report["worst_frames"]
+    assert len(worst) == 4
+    for w in worst:
+        assert w["bag"] in report["per_sequence"] and (report_dir / w["image"]).is_file()
+    assert worst[0]["mpjpe_mm"] >= worst[-1]["mpjpe_mm"]
+    # output bags: the inputs and the predictions; replaying one scores exactly as the input
+    out_bag = Path(status["seq_mcap"]["output_bag"])
+    assert out_bag.parent == report_dir / "bags" and status["corrupt.mcap"]["output_bag"] is None
+    with BagReader(out_bag) as reader:
+        counts = {t.topic: t.count for t in reader.topics()}
+        predicted = [m.decode() for m in reader.messages([bag_eval.PREDICTION_TOPIC])]
+    with BagReader(bags["mcap"]) as reader:
+        for topic in reader.topics():
+            assert counts[topic.topic] == topic.count
+    assert counts[bag_eval.PREDICTION_TOPIC] == counts[bag_eval.PREDICTION_MARKERS] == 5
+    humans = [h for msg in predicted for h in msg.humans]
+    assert len(humans) == report["per_sequence"]["seq_mcap"]["pred_persons"] > 0
+    assert all(len(h.vertices) > 0 for h in humans)
+    again = tmp_path / "again"
+    assert cli.main(["eval", str(out_bag), "--report", str(again), "--no-progress", "--worst",
+                     "0", "-p", f"model_dir:={tiny_model}", "-p", "person_detector:=none",
+                     "-p", "refine_iterations:=0"]) == 0
+    replay = json.loads((again / "metrics.json").read_text())
+    assert replay["overall"]["mpjpe_mm"] == report["per_sequence"]["seq_mcap"]["mpjpe_mm"]
+    assert replay["worst_frames"] == [] and not (again / "worst").exists()
 
 
 def test_cli_eval_only_corrupt_bags_fails(bags, tiny_model, tmp_path, capsys):

@@ -37,13 +37,22 @@ latencies in milliseconds; a value that could not be computed is ``null``)::
                             "ground_truth"},
                  "occlusion_bins": [[lo, hi], ...]},
       "bags": [{"path", "name", "status": "ok" | "partial" | "skipped", "reason": str | null,
+                "output_bag": DIR/bags/NAME with --output-bags, else null,
                 "frames": images processed, "frames_scored": frames with ground truth,
                 "frames_failed": frames the pipeline skipped,
                 "frames_dropped": frames dropped by --realtime (0 without), "wall_s", "fps"}],
       "overall": SUMMARY,
       "per_sequence": {bag name: SUMMARY},          # bags with frames (ok or partial)
       "by_occlusion": {"lo-hi": SUMMARY},            # ground-truth persons binned by occlusion
-      "latency_ms": {stage: {"count", "mean", "p50", "p95", "p99"}},
+      "table2": null | {"occluded_min_share": 0.3,     # paper table 2, see below
+                        "modes": {"visible" | "global" | "ks_highest" | "ks_matched":
+                                  {"all" | "occluded": {"mpjpe_mm", "pa_mpjpe_mm",
+                                                        "pve_mm": STAT}}}},
+      "worst_frames": [{"bag", "frame": index in the bag, "stamp_ns", "mpjpe_mm": mean over
+                        the frame's matched persons, "matched", "misses", "false_positives",
+                        "image": "worst/NN_BAG_FRAME.jpg" | null}],   # worst first
+      "latency_ms": {stage: {"count", "mean", "p50", "p95", "p99",
+                             "histogram": {"edges": [31 ms], "counts": [30]}}},
       "throughput": {"frames", "wall_s", "fps", "pipeline_s", "pipeline_fps"}
     }
 
@@ -54,9 +63,25 @@ latencies in milliseconds; a value that could not be computed is ``null``)::
       "mpjpe_mm", "pa_mpjpe_mm", "pve_mm", "kp2d_px": STAT,
       "visibility_accuracy": STAT (per matched person: share of the 24 parts whose predicted
                             ω > 0.5 agrees with ground-truth visibility > 0.5),
-      "visibility_accuracy_per_part": [24 floats or null] (per part, over matched persons)
+      "visibility_accuracy_per_part": [24 floats or null] (per part, over matched persons),
+      "visibility_calibration": null | {"bins": [[0, 0.1], ..., [0.9, 1]] (predicted ω),
+          "count", "mean_pred", "frac_visible" (share with ground truth > 0.5): [10 per bin,
+          null where empty], "ece": expected calibration error, "per_part": [24 x {"count",
+          "mean_pred", "frac_visible", "ece"}]}
     }
     STAT = {"count", "mean", "median"}              # over matched persons; null mean if count 0
+
+Paper table 2 (``--table2``, on by default for VisHMR-family models): the pipeline merges each
+person's stage outputs in all four modes (`PipelineParams.ablation_modes`: one stage run, four
+merges), and each merge is scored against the matched person, over all persons and over those
+with at least 30% of parts invisible. These are the regressor's own merges, before keypoint
+refinement and smoothing; the main metrics are the deployed output. ``--worst N`` keeps the N
+frames with the highest MPJPE and draws their overlays (predicted meshes coloured by ω, predicted
+joints yellow, ground truth cyan, joined by white lines) into ``DIR/worst/``; ``--output-bags``
+copies every bag's messages into ``DIR/bags/NAME`` (MCAP) with the predictions beside them on
+``/hmr_eval/human_mesh`` and ``/hmr_eval/markers``, so Foxglove shows inputs, ground truth and
+predictions together (and ``hmr-ros eval`` of that bag scores exactly as the original). ``--ray
+ADDRESS`` runs the bags on a Ray cluster (`hmr_ros.eval.ray_fanout`).
 
 Metrics (`hmr_ros.eval.metrics`): MPJPE root-aligned (pelvis), PA-MPJPE after a similarity
 Procrustes fit, PVE root-aligned where the ground truth has vertices of the predicted topology,
@@ -104,6 +129,9 @@ DEFAULT_TOPICS = {
 #: occlusion level bins (share of parts with GT visibility < 0.5), half-open but the last
 OCCLUSION_BINS: Tuple[Tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.3), (0.3, 0.5),
                                                    (0.5, 1.0))
+#: ``--output-bags``: where the predictions go beside the copied inputs
+PREDICTION_TOPIC = "/hmr_eval/human_mesh"
+PREDICTION_MARKERS = "/hmr_eval/markers"
 _PENDING_LIMIT = 30  # frames waiting for their detections / ground truth before running anyway
 
 
@@ -117,12 +145,18 @@ class PredictedPerson:
     vertices: Optional[np.ndarray] = None  # (V, 3)
     keypoints2d: Optional[np.ndarray] = None  # (24, 2) pixels
     visibility: Optional[np.ndarray] = None  # (24,) ω
+    #: {merge mode: (vertices, joints)}: the table-2 merges of the same stage outputs
+    ablation: Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]] = None
 
     @classmethod
     def from_result(cls, p: Any) -> "PredictedPerson":
+        abl = getattr(p, "ablation", None)
         return cls(np.asarray(p.bbox, np.float64), np.asarray(p.joints, np.float64),
                    np.asarray(p.vertices, np.float64), np.asarray(p.keypoints2d, np.float64),
-                   np.asarray(p.visibility, np.float64))
+                   np.asarray(p.visibility, np.float64),
+                   None if abl is None else {m: (np.asarray(v, np.float64),
+                                                 np.asarray(j, np.float64))
+                                             for m, (v, j) in abl.items()})
 
 
 @dataclass
@@ -187,18 +221,28 @@ def match_persons(preds: Sequence[Any], gts: Sequence[Any], min_iou: float = 0.3
             [j for j in range(len(gts)) if j not in used_g])
 
 
-def person_errors(p: Any, g: Any) -> Dict[str, Any]:
-    """Errors of one matched pair: mpjpe_mm, pa_mpjpe_mm, pve_mm, kp2d_px (None where the
-    ground truth lacks the quantity) and visibility agreement per part."""
-    out: Dict[str, Any] = {"mpjpe_mm": None, "pa_mpjpe_mm": None, "pve_mm": None,
-                           "kp2d_px": None, "visibility_parts": None}
-    if g.joints.shape == p.joints.shape and g.joints.size:
-        pj, gj = p.joints[None], g.joints[None]
+def _mesh_errors(joints: np.ndarray, vertices: Optional[np.ndarray], g: Any
+                 ) -> Dict[str, Optional[float]]:
+    """MPJPE, PA-MPJPE, PVE (mm) of one predicted skeleton/mesh against ``g``."""
+    out: Dict[str, Optional[float]] = {"mpjpe_mm": None, "pa_mpjpe_mm": None, "pve_mm": None}
+    if g.joints.shape == joints.shape and g.joints.size:
+        pj, gj = joints[None], g.joints[None]
         out["mpjpe_mm"] = float(mpjpe(pj, gj)[0])
         out["pa_mpjpe_mm"] = float(pa_mpjpe(pj, gj)[0])
-        if (g.vertices is not None and p.vertices is not None
-                and g.vertices.shape == p.vertices.shape):
-            out["pve_mm"] = float(pve(p.vertices[None], g.vertices[None], pj, gj)[0])
+        if (g.vertices is not None and vertices is not None
+                and g.vertices.shape == vertices.shape):
+            out["pve_mm"] = float(pve(vertices[None], g.vertices[None], pj, gj)[0])
+    return out
+
+
+def person_errors(p: Any, g: Any) -> Dict[str, Any]:
+    """Errors of one matched pair: mpjpe_mm, pa_mpjpe_mm, pve_mm, kp2d_px (None where the
+    ground truth lacks the quantity), visibility agreement per part, and the same mesh errors
+    per table-2 merge mode (``table2``) when the prediction carries them."""
+    out: Dict[str, Any] = {"kp2d_px": None, "visibility_parts": None, "table2": None}
+    out.update(_mesh_errors(p.joints, p.vertices, g))
+    if getattr(p, "ablation", None):
+        out["table2"] = {m: _mesh_errors(j, v, g) for m, (v, j) in p.ablation.items()}
     if g.keypoints2d is not None and p.keypoints2d is not None \
             and g.keypoints2d.shape == p.keypoints2d.shape:
         out["kp2d_px"] = float(np.linalg.norm(p.keypoints2d - g.keypoints2d, axis=-1).mean())
@@ -222,6 +266,12 @@ def occlusion_bin(share: Optional[float]) -> Optional[str]:
 
 
 _ERRORS = ("mpjpe_mm", "pa_mpjpe_mm", "pve_mm", "kp2d_px")
+_MESH_ERRORS = ("mpjpe_mm", "pa_mpjpe_mm", "pve_mm")
+#: paper table 2's merge modes, in the paper's order (`hmr_ros.runtime.merge.MODES`)
+_TABLE2_MODES = ("visible", "global", "ks_highest", "ks_matched")
+#: table 2's "occluded" rows: persons with at least this share of parts invisible
+OCCLUDED_MIN_SHARE = 0.3
+CALIBRATION_BINS = 10
 
 
 @dataclass
@@ -237,8 +287,11 @@ class Accumulator:
     errors: Dict[str, List[float]] = field(default_factory=lambda: {k: [] for k in _ERRORS})
     vis_pred: List[np.ndarray] = field(default_factory=list)
     vis_gt: List[np.ndarray] = field(default_factory=list)
+    #: table 2: {"all" | "occluded": {mode: {metric: [values]}}}
+    table2: Dict[str, Dict[str, Dict[str, List[float]]]] = field(
+        default_factory=lambda: {"all": {}, "occluded": {}})
 
-    def add_match(self, err: Dict[str, Any]) -> None:
+    def add_match(self, err: Dict[str, Any], occluded: bool = False) -> None:
         self.matched += 1
         for k in _ERRORS:
             if err.get(k) is not None:
@@ -246,6 +299,23 @@ class Accumulator:
         if err.get("visibility_parts") is not None:
             self.vis_pred.append(err["visibility_pred"])
             self.vis_gt.append(err["visibility_gt"])
+        for group in ("all", "occluded") if occluded else ("all",):
+            for mode, errs in (err.get("table2") or {}).items():
+                slot = self.table2[group].setdefault(mode, {k: [] for k in _MESH_ERRORS})
+                for k in _MESH_ERRORS:
+                    if errs.get(k) is not None:
+                        slot[k].append(errs[k])
+
+    def table2_summary(self) -> Optional[Dict[str, Any]]:
+        """Paper table 2 (``report["table2"]``), or None when no merge modes were scored."""
+        modes = [m for m in _TABLE2_MODES if m in self.table2["all"]]
+        if not modes:
+            return None
+        empty = {k: [] for k in _MESH_ERRORS}
+        return {"occluded_min_share": OCCLUDED_MIN_SHARE,
+                "modes": {m: {g: {k: _stat(self.table2[g].get(m, empty)[k])
+                                  for k in _MESH_ERRORS}
+                              for g in ("all", "occluded")} for m in modes}}
 
     def summary(self, frames: bool = True, predictions: bool = True) -> Dict[str, Any]:
         out: Dict[str, Any] = {
@@ -261,10 +331,48 @@ class Accumulator:
             per_person = ((pred > 0.5) == (gt > 0.5)).mean(1)
             out["visibility_accuracy"] = _stat(list(per_person))
             out["visibility_accuracy_per_part"] = [_finite(v) for v in per_part]
+            out["visibility_calibration"] = visibility_calibration(pred, gt)
         else:
             out["visibility_accuracy"] = _stat([])
             out["visibility_accuracy_per_part"] = None
+            out["visibility_calibration"] = None
         return out
+
+
+def _reliability(pred: np.ndarray, visible: np.ndarray) -> Dict[str, Any]:
+    """Reliability of ω samples against ground truth (bool): per predicted-ω bin the count,
+    mean ω and the share truly visible; ECE = count-weighted mean |mean ω - share visible|."""
+    idx = np.clip((pred * CALIBRATION_BINS).astype(int), 0, CALIBRATION_BINS - 1)
+    count, mean_pred, frac = [], [], []
+    ece, n = 0.0, len(pred)
+    for b in range(CALIBRATION_BINS):
+        sel = idx == b
+        c = int(sel.sum())
+        count.append(c)
+        if c:
+            mp, fv = float(pred[sel].mean()), float(visible[sel].mean())
+            ece += c / n * abs(mp - fv)
+            mean_pred.append(mp)
+            frac.append(fv)
+        else:
+            mean_pred.append(None)
+            frac.append(None)
+    return {"count": count, "mean_pred": mean_pred, "frac_visible": frac,
+            "ece": float(ece) if n else None}
+
+
+def visibility_calibration(pred: np.ndarray, gt: np.ndarray) -> Optional[Dict[str, Any]]:
+    """Calibration of the predicted part visibility ω (N x 24) against ground-truth
+    visibility > 0.5: pooled over parts, and per part (SUMMARY ``visibility_calibration``)."""
+    pred = np.clip(np.nan_to_num(np.asarray(pred, np.float64), nan=0.0), 0.0, 1.0)
+    visible = np.asarray(gt, np.float64) > 0.5
+    if not pred.size:
+        return None
+    out = {"bins": [[b / CALIBRATION_BINS, (b + 1) / CALIBRATION_BINS]
+                    for b in range(CALIBRATION_BINS)]}
+    out.update(_reliability(pred.reshape(-1), visible.reshape(-1)))
+    out["per_part"] = [_reliability(pred[:, k], visible[:, k]) for k in range(pred.shape[1])]
+    return out
 
 
 def _finite(v: Any) -> Optional[float]:
@@ -281,8 +389,10 @@ def _stat(values: Sequence[float]) -> Dict[str, Any]:
 
 
 def score_frame(preds: Sequence[Any], gts: Sequence[Any], groups: Iterable[Accumulator],
-                by_occlusion: Dict[str, Accumulator], min_iou: float = 0.3) -> None:
-    """Match one frame and add it to every accumulator in ``groups`` (and the occlusion bins)."""
+                by_occlusion: Dict[str, Accumulator], min_iou: float = 0.3
+                ) -> Tuple[List[Dict[str, Any]], List[Tuple[int, int]], List[int], List[int]]:
+    """Match one frame and add it to every accumulator in ``groups`` (and the occlusion bins).
+    Returns (errors per matched pair, pairs, unmatched predictions, missed persons)."""
     groups = list(groups)
     pairs, fp, missed = match_persons(preds, gts, min_iou)
     for acc in groups:
@@ -291,19 +401,24 @@ def score_frame(preds: Sequence[Any], gts: Sequence[Any], groups: Iterable[Accum
         acc.pred_persons += len(preds)
         acc.misses += len(missed)
         acc.false_positives += len(fp)
+    errors = []
     for i, j in pairs:
         err = person_errors(preds[i], gts[j])
+        errors.append(err)
+        share = gts[j].occlusion
+        occluded = share is not None and share >= OCCLUDED_MIN_SHARE
         for acc in groups:
-            acc.add_match(err)
-        key = occlusion_bin(gts[j].occlusion)
+            acc.add_match(err, occluded)
+        key = occlusion_bin(share)
         if key:
-            by_occlusion[key].add_match(err)
+            by_occlusion[key].add_match(err, occluded)
     for j in range(len(gts)):
         key = occlusion_bin(gts[j].occlusion)
         if key:
             by_occlusion[key].gt_persons += 1
             if j in missed:
                 by_occlusion[key].misses += 1
+    return errors, pairs, fp, missed
 
 
 # -- bags -------------------------------------------------------------------------------------------
@@ -334,10 +449,13 @@ class BagResult:
     acc: Accumulator = field(default_factory=Accumulator)
     occlusion: Dict[str, Accumulator] = field(default_factory=dict)
     timings: Dict[str, List[float]] = field(default_factory=dict)
+    #: the bag's worst frames, worst first: (record, overlay JPEG bytes or None)
+    worst: List[Tuple[Dict[str, Any], Optional[bytes]]] = field(default_factory=list)
+    output_bag: Optional[str] = None
 
     def record(self) -> Dict[str, Any]:
         return {"path": self.path, "name": self.name, "status": self.status,
-                "reason": self.reason, "frames": self.frames,
+                "reason": self.reason, "output_bag": self.output_bag, "frames": self.frames,
                 "frames_scored": self.frames_scored, "frames_failed": self.frames_failed,
                 "frames_dropped": self.frames_dropped, "wall_s": self.wall_s,
                 "fps": self.frames / self.wall_s if self.wall_s > 0 else None}
@@ -347,13 +465,32 @@ def _bins() -> Dict[str, Accumulator]:
     return OrderedDict((f"{lo:g}-{hi:g}", Accumulator()) for lo, hi in OCCLUSION_BINS)
 
 
+def enable_table2(pipeline: Any) -> bool:
+    """Ask ``pipeline`` for paper table 2's merges of every person (VisHMR-family regressors:
+    one stage run, four merges); False when its regressor cannot re-merge."""
+    import dataclasses
+
+    params = getattr(pipeline, "params", None)
+    if params is None or not hasattr(getattr(pipeline, "regressor", None), "remerge"):
+        return False
+    if tuple(params.ablation_modes) != _TABLE2_MODES:
+        pipeline.params = dataclasses.replace(params, ablation_modes=_TABLE2_MODES)
+    return True
+
+
 def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: float = 0.3,
                  classes: Sequence[str] = ("person",), progress: bool = False,
-                 name: Optional[str] = None, realtime: bool = False) -> BagResult:
+                 name: Optional[str] = None, realtime: bool = False, table2: bool = True,
+                 worst_frames: int = 6, body_model: str = "procedural",
+                 output_bag_dir: Optional[str] = None) -> BagResult:
     """Replay one bag through ``pipeline`` (anything with the `FramePipeline.process`
     signature) and score it. Raises `hmr_ros.bag.BagError` for a bag that cannot be opened; a
     bag that breaks after frames were run gives ``status == "partial"`` with those frames.
     ``realtime``: images at their recorded rate into a newest-frame mailbox (drops counted).
+    ``table2``: score paper table 2's merge modes too (VisHMR-family regressors).
+    ``worst_frames``: keep that many frames with the highest MPJPE, with an overlay rendered
+    on the ``body_model`` (its faces and parts). ``output_bag_dir``: write
+    ``DIR/NAME`` (rosbag2, MCAP) holding the bag's messages and the predictions beside them.
     Ctrl-C raises `EvalInterrupted` carrying the partial result."""
     from hmr_ros.bag import BagReader
     from hmr_ros.runtime import Header
@@ -361,8 +498,11 @@ def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: f
 
     path = Path(path)
     res = BagResult(str(path), name or path.name.replace(".", "_"), occlusion=_bins())
+    if table2:
+        enable_table2(pipeline)
+    worst = _WorstFrames(worst_frames, res.name)
     t_start = time.perf_counter()
-    with BagReader(path) as bag:
+    with BagReader(path) as bag, _PredictionBag(output_bag_dir, res, body_model) as out_bag:
         present = {s.topic: s for s in bag.topics()}
         image_topic = next((topics.get(k) for k in ("image", "compressed_image")
                             if topics.get(k) in present), None)
@@ -376,6 +516,7 @@ def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: f
         gt_topic = topics.get("ground_truth") if topics.get("ground_truth") in present else None
         info_topic = topics.get("camera_info") if topics.get("camera_info") in present else None
         wanted = [t for t in (image_topic, det_topic, gt_topic, info_topic) if t]
+        out_bag.add_inputs(present.values())
         total = present[image_topic].count
         bar = None
         if progress:
@@ -411,6 +552,7 @@ def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: f
             res.frames += 1
             if bar is not None:
                 bar.update(1)
+            out_bag.add_prediction(result, rgb.shape)
             if result.skipped:
                 res.frames_failed += 1
                 return
@@ -425,7 +567,10 @@ def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: f
             gts = [GroundTruthPerson.from_message(h, vis.get(h.body_id)) for h in gt.humans]
             preds = [PredictedPerson.from_result(p) for p in result.persons]
             res.frames_scored += 1
-            score_frame(preds, gts, [res.acc], res.occlusion, min_iou)
+            errors, pairs, fp, missed = score_frame(preds, gts, [res.acc], res.occlusion,
+                                                    min_iou)
+            worst.offer(res.frames - 1, stamp, errors, pairs, fp, missed, rgb, preds, gts,
+                        result.intrinsics)
 
         def ready(item: Dict[str, Any]) -> bool:
             return "image" in item and (not det_topic or "detections" in item) and \
@@ -497,7 +642,10 @@ def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: f
         try:
             failure: Optional[Exception] = None
             try:
-                for m in bag.messages(wanted):
+                for m in bag.messages(None if out_bag.active else wanted):
+                    out_bag.copy(m)
+                    if m.topic not in wanted:
+                        continue
                     msg = m.decode()
                     stamp = _stamp_ns(msg.header)
                     if m.topic == info_topic:
@@ -545,8 +693,182 @@ def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: f
         finally:
             if bar is not None:
                 bar.close()
-    res.wall_s = time.perf_counter() - t_start
+            res.wall_s = time.perf_counter() - t_start
+            res.worst = worst.render(body_model)
     return res
+
+
+class _WorstFrames:
+    """The ``keep`` frames with the highest MPJPE (mean over matched persons) of one bag, with
+    what their overlays need; rendered once at the end of the bag."""
+
+    def __init__(self, keep: int, bag_name: str) -> None:
+        self.keep, self.bag_name = int(max(0, keep)), bag_name
+        self._heap: List[Tuple[float, int, Dict[str, Any], Any]] = []
+
+    def offer(self, index: int, stamp: int, errors: Sequence[Dict[str, Any]],
+              pairs: Sequence[Tuple[int, int]], fp: Sequence[int], missed: Sequence[int],
+              rgb: np.ndarray, preds: Sequence[Any], gts: Sequence[Any], K: Any) -> None:
+        import heapq
+
+        vals = [e["mpjpe_mm"] for e in errors if e.get("mpjpe_mm") is not None]
+        if not self.keep or not vals:
+            return
+        score = float(np.mean(vals))
+        if len(self._heap) == self.keep and score <= self._heap[0][0]:
+            return
+        record = {"bag": self.bag_name, "frame": int(index), "stamp_ns": int(stamp),
+                  "mpjpe_mm": score, "matched": len(pairs), "misses": len(missed),
+                  "false_positives": len(fp), "image": None}
+        item = (score, int(index), record, (rgb.copy(), list(preds), list(gts), K))
+        if len(self._heap) < self.keep:
+            heapq.heappush(self._heap, item)
+        else:
+            heapq.heapreplace(self._heap, item)
+
+    def render(self, body_model: str) -> List[Tuple[Dict[str, Any], Optional[bytes]]]:
+        """Worst first: (record, JPEG of the overlay, or None where it could not be drawn)."""
+        if not self._heap:
+            return []
+        try:
+            from hmr_ros.body import load_body_model
+
+            body = load_body_model(body_model)
+        except Exception as exc:  # noqa: BLE001 - the metrics matter more than the pictures
+            log.warning("no overlays for the worst frames (body model %s): %s", body_model, exc)
+            body = None
+        out = []
+        for _, _, record, (rgb, preds, gts, K) in sorted(self._heap, key=lambda x: -x[0]):
+            jpeg = None
+            try:
+                jpeg = _overlay_jpeg(rgb, preds, gts, K, body)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("overlay of %s frame %d failed: %s", self.bag_name,
+                            record["frame"], exc)
+            out.append((record, jpeg))
+        self._heap = []
+        return out
+
+
+def _overlay_jpeg(rgb: np.ndarray, preds: Sequence[Any], gts: Sequence[Any], K: Any,
+                  body: Any) -> bytes:
+    """Predicted meshes (parts coloured by ω) over the frame, predicted joints in yellow and
+    the ground truth's in cyan joined by white lines, boxes (predicted yellow, true cyan)."""
+    import cv2
+
+    from hmr_ros.viz.overlay import draw_overlay
+
+    meshes = [p for p in preds if p.vertices is not None and np.isfinite(p.vertices).all()]
+    img = (draw_overlay(rgb, meshes, body.faces, body.part, np.asarray(K, np.float64))
+           if body is not None and meshes and K is not None else rgb.copy())
+    img = np.ascontiguousarray(img)
+
+    def pt(xy: np.ndarray) -> Tuple[int, int]:
+        return int(round(float(xy[0]))), int(round(float(xy[1])))
+
+    for people, color in ((gts, (0, 220, 255)), (preds, (255, 220, 0))):
+        for q in people:
+            if np.isfinite(q.box).all():
+                cv2.rectangle(img, pt(q.box[:2]), pt(q.box[2:]), color, 1, cv2.LINE_AA)
+    for g in gts:
+        if g.keypoints2d is None:
+            continue
+        match = min(preds, default=None, key=lambda p: float(np.nanmean(np.linalg.norm(
+            p.keypoints2d - g.keypoints2d, axis=-1))) if p.keypoints2d is not None
+            and p.keypoints2d.shape == g.keypoints2d.shape else math.inf)
+        for k, xy in enumerate(g.keypoints2d):
+            if not np.isfinite(xy).all():
+                continue
+            cv2.circle(img, pt(xy), 2, (0, 220, 255), -1, cv2.LINE_AA)
+            if match is not None and match.keypoints2d is not None and \
+                    match.keypoints2d.shape == g.keypoints2d.shape and \
+                    np.isfinite(match.keypoints2d[k]).all():
+                cv2.line(img, pt(xy), pt(match.keypoints2d[k]), (255, 255, 255), 1,
+                         cv2.LINE_AA)
+    for p in preds:
+        if p.keypoints2d is None:
+            continue
+        for xy in p.keypoints2d:
+            if np.isfinite(xy).all():
+                cv2.circle(img, pt(xy), 2, (255, 220, 0), -1, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return bytes(buf)
+
+
+class _PredictionBag:
+    """``--output-bags``: a copy of the input bag's messages with the predictions beside them
+    (``PREDICTION_TOPIC``, the node's HumanMeshArray; ``PREDICTION_MARKERS``, its RViz /
+    Foxglove markers), so Foxglove shows inputs, ground truth and predictions together. A no-op
+    without a folder; one writer per bag (safe with worker processes)."""
+
+    def __init__(self, folder: Optional[str], res: BagResult, body_model: str) -> None:
+        self.folder, self.res, self.body_model = folder, res, body_model
+        self.active = folder is not None
+        self._writer: Any = None
+        self._lock = threading.Lock()
+        self._ids: Any = None
+        self._body: Any = None
+
+    def __enter__(self) -> "_PredictionBag":
+        if self.active:
+            from hmr_ros.bag.writer import BagWriter
+            from hmr_ros.node.outputs import BodyIds
+
+            target = Path(self.folder) / self.res.name
+            if target.exists():
+                import shutil
+
+                shutil.rmtree(target)  # a previous run's copy of this bag: replaced
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = BagWriter(target, storage="mcap")
+            self._writer.open()
+            from hmr_ros.body import load_body_model
+
+            self._body = load_body_model(self.body_model)
+            self._ids = BodyIds(seed=0)
+            self.res.output_bag = str(target)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._writer is not None:
+            with self._lock:
+                self._writer.close()
+                self._writer = None
+
+    def add_inputs(self, summaries: Iterable[Any]) -> None:
+        if self._writer is None:
+            return
+        from hmr_ros.bag.writer import QOS_DEFAULT
+
+        for t in summaries:
+            self._writer.add_topic(t.topic, t.type_name, QOS_DEFAULT)
+        self._writer.add_topic(PREDICTION_TOPIC, "hmr_ros/msg/HumanMeshArray")
+        self._writer.add_topic(PREDICTION_MARKERS, "visualization_msgs/msg/MarkerArray")
+
+    def copy(self, m: Any) -> None:
+        if self._writer is not None:
+            with self._lock:
+                self._writer.write(m.topic, m.timestamp_ns, m.data)
+
+    def add_prediction(self, result: Any, shape: Tuple[int, ...]) -> None:
+        if self._writer is None or result.skipped:
+            return
+        from hmr_ros.node import outputs
+
+        h = result.header
+        header = outputs.header_message(h.stamp_ns, h.frame_id)
+        ids = [self._ids.get(p.track_id) for p in result.persons]
+        body = self._body
+        mesh, _ = outputs.human_mesh_array(result, header, ids, body.name, body.num_vertices,
+                                           int(shape[1]), int(shape[0]))
+        markers = outputs.marker_array(result, header, ids, body.faces, body.part,
+                                       [p.track_id for p in result.persons])
+        with self._lock:
+            self._writer.write(PREDICTION_TOPIC, h.stamp_ns, mesh)
+            self._writer.write(PREDICTION_MARKERS, h.stamp_ns, markers)
 
 
 class EvalInterrupted(KeyboardInterrupt):
@@ -577,13 +899,23 @@ def build_pipeline(overrides: Optional[Dict[str, Any]] = None) -> Tuple[Any, Any
 # -- report -----------------------------------------------------------------------------------------
 
 
+LATENCY_HISTOGRAM_BINS = 30
+
+
 def _latency(timings: Dict[str, List[float]]) -> Dict[str, Any]:
+    """Per stage: count, mean, p50/p95/p99 and a histogram (ms; equal bins from 0 to 1.25 x
+    p99, the last bin also holding everything above)."""
     out = {}
     for stage in sorted(timings):
         ms = np.asarray(timings[stage], np.float64) * 1000.0
+        p99 = float(np.percentile(ms, 99))
+        top = max(1.25 * p99, 1e-3)
+        edges = np.linspace(0.0, top, LATENCY_HISTOGRAM_BINS + 1)
+        counts, _ = np.histogram(np.clip(ms, 0.0, top), bins=edges)
         out[stage] = {"count": int(len(ms)), "mean": float(ms.mean()),
                       "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
-                      "p99": float(np.percentile(ms, 99))}
+                      "p99": p99, "histogram": {"edges": [float(e) for e in edges],
+                                                "counts": [int(c) for c in counts]}}
     return out
 
 
@@ -634,18 +966,32 @@ def evaluate_bags(bags: Sequence[Any], pipeline: Any, topics: Dict[str, str], *,
                   min_iou: float = 0.3, classes: Sequence[str] = ("person",),
                   progress: bool = False, config: Optional[Dict[str, Any]] = None,
                   realtime: bool = False, workers: int = 1,
-                  overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                  overrides: Optional[Dict[str, Any]] = None, table2: bool = True,
+                  worst_frames: int = 6, output_bag_dir: Optional[Any] = None,
+                  ray_address: Optional[str] = None) -> Dict[str, Any]:
     """Evaluate every bag (an unreadable one is reported and skipped) and return the report
     (the ``metrics.json`` document, see the module docstring). ``workers > 1``: bags in
     spawned worker processes, each building the node's pipeline from ``overrides``
-    (``pipeline`` is then unused and may be None). Ctrl-C returns what was computed, with
-    ``"interrupted": true``."""
+    (``pipeline`` is then unused and may be None); ``ray_address``: the same on a Ray cluster
+    (`hmr_ros.eval.ray_fanout`; ``"local"`` starts one on this machine). Ctrl-C returns what
+    was computed, with ``"interrupted": true``."""
     names = _bag_names(bags)
-    kwargs = {"min_iou": min_iou, "classes": tuple(classes), "realtime": realtime}
+    body_model = str((overrides or {}).get("body_model", "procedural"))
+    kwargs = {"min_iou": min_iou, "classes": tuple(classes), "realtime": realtime,
+              "table2": table2, "worst_frames": worst_frames, "body_model": body_model,
+              "output_bag_dir": None if output_bag_dir is None else str(output_bag_dir)}
     results: List[Optional[BagResult]] = [None] * len(bags)
     interrupted = False
     config = dict(config or {})
-    if workers > 1 and len(bags) > 1:
+    if ray_address:
+        from hmr_ros.eval.ray_fanout import evaluate_on_ray
+
+        results, backend, interrupted = evaluate_on_ray(
+            ray_address, [str(b) for b in bags], names, dict(topics), kwargs,
+            dict(overrides or {}), workers=workers if workers > 1 else 0, progress=progress)
+        if backend is not None:
+            config.setdefault("backend", backend)
+    elif workers > 1 and len(bags) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -694,16 +1040,20 @@ def evaluate_bags(bags: Sequence[Any], pipeline: Any, topics: Dict[str, str], *,
     results = [r if r is not None else
                BagResult(str(path), name, status="skipped", reason="not run: interrupted")
                for r, path, name in zip(results, bags, names)]
-    report = merge_results(results, topics, min_iou=min_iou, config=config)
+    report = merge_results(results, topics, min_iou=min_iou, config=config,
+                           worst_frames=worst_frames)
     report["interrupted"] = interrupted
-    report["config"].update({"realtime": bool(realtime), "workers": int(max(1, workers))})
+    report["config"].update({"realtime": bool(realtime), "workers": int(max(1, workers)),
+                             "ray": ray_address or None})
     return report
 
 
 def merge_results(results: Sequence[BagResult], topics: Dict[str, str], *,
-                  min_iou: float = 0.3, config: Optional[Dict[str, Any]] = None
-                  ) -> Dict[str, Any]:
-    """The report of per-bag results, merged in the order given."""
+                  min_iou: float = 0.3, config: Optional[Dict[str, Any]] = None,
+                  worst_frames: int = 6) -> Dict[str, Any]:
+    """The report of per-bag results, merged in the order given. The overlays of the worst
+    frames ride along under the key ``"_images"`` ({relative path: JPEG bytes}), which
+    `write_report` writes beside ``metrics.json`` and leaves out of it."""
     overall, occlusion = Accumulator(), _bins()
     per_sequence: Dict[str, Any] = OrderedDict()
     records, timings = [], {}
@@ -721,6 +1071,15 @@ def merge_results(results: Sequence[BagResult], topics: Dict[str, str], *,
         frames += res.frames
         wall += res.wall_s
     pipeline_s = float(sum(timings.get("total", [])))
+    candidates = [w for res in results if res.status != "skipped" for w in res.worst]
+    candidates.sort(key=lambda w: -w[0]["mpjpe_mm"])
+    worst, images = [], {}
+    for rank, (record, jpeg) in enumerate(candidates[:max(0, worst_frames)]):
+        record = dict(record)
+        if jpeg is not None:
+            record["image"] = f"worst/{rank:02d}_{record['bag']}_{record['frame']:06d}.jpg"
+            images[record["image"]] = jpeg
+        worst.append(record)
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "hmr-ros eval",
@@ -733,10 +1092,13 @@ def merge_results(results: Sequence[BagResult], topics: Dict[str, str], *,
         "per_sequence": per_sequence,
         "by_occlusion": {k: acc.summary(frames=False, predictions=False)
                          for k, acc in occlusion.items()},
+        "table2": overall.table2_summary(),
+        "worst_frames": worst,
         "latency_ms": _latency(timings),
         "throughput": {"frames": frames, "wall_s": wall,
                        "fps": frames / wall if wall > 0 else None, "pipeline_s": pipeline_s,
                        "pipeline_fps": frames / pipeline_s if pipeline_s > 0 else None},
+        "_images": images,
     }
 
 
@@ -747,6 +1109,11 @@ def _merge(into: Accumulator, acc: Accumulator) -> None:
         into.errors[k].extend(acc.errors[k])
     into.vis_pred.extend(acc.vis_pred)
     into.vis_gt.extend(acc.vis_gt)
+    for group, modes in acc.table2.items():
+        for mode, errs in modes.items():
+            slot = into.table2[group].setdefault(mode, {k: [] for k in _MESH_ERRORS})
+            for k in _MESH_ERRORS:
+                slot[k].extend(errs[k])
 
 
 def _fmt(stat: Optional[Dict[str, Any]], digits: int = 1) -> str:
@@ -778,6 +1145,15 @@ def format_table(report: Dict[str, Any]) -> str:
             lines.append(f"{b['status']} {b['path']}: {b['reason']}")
         if b.get("frames_dropped"):
             lines.append(f"dropped {b['frames_dropped']} frames (--realtime): {b['path']}")
+    t2 = report.get("table2")
+    if t2:
+        lines.append(f"paper table 2 (same stage outputs, before refinement; occluded: >= "
+                     f"{t2['occluded_min_share']:.0%} of parts invisible) MPJPE / PA-MPJPE / "
+                     "PVE, all | occluded:")
+        for mode, rows in t2["modes"].items():
+            cells = [" / ".join(_fmt(rows[g][k]) for k in _MESH_ERRORS)
+                     for g in ("all", "occluded")]
+            lines.append(f"  {mode:<11} {cells[0]:>22} | {cells[1]}")
     t = report["throughput"]
     lines.append(f"throughput: {t['frames']} frames in {t['wall_s']:.2f} s = "
                  f"{(t['fps'] or 0):.1f} frames/s (pipeline alone {(t['pipeline_fps'] or 0):.1f})")
@@ -818,14 +1194,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="feed frames at the recorded rate to one worker that takes the "
                              "newest frame, as the live node does; report the frames dropped")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="evaluate N bags at a time in worker processes (default 1)")
+                        help="evaluate N bags at a time in worker processes (default 1; with "
+                             "--ray: Ray actors, default as many as the cluster's CPUs)")
+    parser.add_argument("--ray", metavar="ADDRESS", default=None,
+                        help="fan the bags out over a Ray cluster ('auto', 'HOST:6379', "
+                             "'ray://HOST:10001'; 'local' starts one here). Every node must "
+                             "see the bag paths (shared filesystem)")
+    parser.add_argument("--table2", action=argparse.BooleanOptionalAction, default=True,
+                        help="also score paper table 2's merge modes (visible-only, "
+                             "global-only, KS-highest, KS-matched) on the same stage outputs "
+                             "(VisHMR-family models; default on)")
+    parser.add_argument("--worst", type=int, default=6, metavar="N",
+                        help="keep the N frames with the highest MPJPE, with overlays, in "
+                             "DIR/worst/ (default 6; 0 = none)")
+    parser.add_argument("--output-bags", action="store_true",
+                        help=f"write DIR/bags/NAME (MCAP): each bag's messages with the "
+                             f"predictions beside them ({PREDICTION_TOPIC}, "
+                             f"{PREDICTION_MARKERS}) for Foxglove")
 
 
 def write_report(report: Dict[str, Any], out: Any, html: bool = True) -> List[Path]:
     """DIR/metrics.json (and DIR/report.html); returns the paths written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    report = dict(report)
+    images = report.pop("_images", None) or {}
     written = [out / "metrics.json"]
+    for stale in (out / "worst").glob("*.jpg"):  # a previous run's overlays
+        stale.unlink()
+    for rel, jpeg in images.items():
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(jpeg)
     written[0].write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     if html:
         from hmr_ros.eval.report_html import write_html_report
@@ -839,7 +1239,8 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = parse_overrides(args.param)
     workers = max(1, int(getattr(args, "workers", 1) or 1))
-    if workers > 1 and len(args.bags) > 1:
+    ray_address = getattr(args, "ray", None)
+    if ray_address or (workers > 1 and len(args.bags) > 1):
         pipeline, backend, config = None, None, node_config(overrides)
     else:
         pipeline, _, backend, config = build_pipeline(overrides)
@@ -852,7 +1253,10 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_bags(
         args.bags, pipeline, topics, min_iou=args.min_iou, classes=classes,
         progress=not args.no_progress, config=cfg,
-        realtime=bool(getattr(args, "realtime", False)), workers=workers, overrides=overrides)
+        realtime=bool(getattr(args, "realtime", False)), workers=workers, overrides=overrides,
+        table2=getattr(args, "table2", True), worst_frames=getattr(args, "worst", 6),
+        output_bag_dir=(Path(args.report) / "bags") if getattr(args, "output_bags", False)
+        else None, ray_address=ray_address)
     report["config"].setdefault("backend", None)
     written = write_report(report, args.report, html=getattr(args, "html", True))
     print(format_table(report))

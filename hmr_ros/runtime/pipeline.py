@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -44,6 +44,10 @@ class PipelineParams:
     hypotheses_seed: int = 0  # fixed noise for the flow's hypotheses: stable output
     refine_iterations: int = 0  # > 0: fit each body to its detected keypoints (refine.py)
     refine_prior: float = 0.05  # how strongly refinement keeps the regressor's rotations
+    #: merge modes computed beside ``mode`` from the same stage outputs (evaluation of paper
+    #: table 2 in one run): each person's ``ablation[mode] = (vertices, joints)``, camera frame,
+    #: the regressor's own merge before refinement and smoothing. Empty: none (the node).
+    ablation_modes: Tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.max_persons < 1:
@@ -52,6 +56,11 @@ class PipelineParams:
             raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
         if self.context < 1.0:
             raise ValueError(f"context must be >= 1.0, got {self.context}")
+        from .merge import MODES
+
+        unknown = [m for m in (self.mode, *self.ablation_modes) if m not in MODES]
+        if unknown:
+            raise ValueError(f"unknown merge mode(s) {unknown}: use {', '.join(MODES)}")
 
 
 class FramePipeline:
@@ -146,6 +155,7 @@ class FramePipeline:
         transl = crop_to_full_translation(out["cam"], centers, sizes, intr)
         rel, betas = out["rel_rotmats"], out["betas"]
         vertices, joints = out["vertices"], out["joints"]
+        ablation = self._ablation(out, transl, timing)
         if self.params.refine_iterations > 0 and any(k is not None for k in keypoints):
             t_ref = time.perf_counter()
             rel, transl, changed = _refine_people(self.regressor, self.params, rel, betas,
@@ -177,12 +187,31 @@ class FramePipeline:
                 keypoints2d=project(j, intr), visibility=out["omega"][i],
                 hypothesis=int(out["best"][i]),
                 match_scores=None if scores is None else scores[i],
-                detected_keypoints=keypoints[i]))
+                detected_keypoints=keypoints[i],
+                ablation=None if ablation is None else
+                {m: (v[i] + transl[i], j[i] + transl[i]) for m, (v, j) in ablation.items()}))
         timing["postprocess"] = time.perf_counter() - t1
         timing["total"] = time.perf_counter() - t0
         return FrameResult(header=header, persons=tuple(persons), timing=timing,
                            assumed_intrinsics=intr.assumed, intrinsics=intr.matrix(),
                            notes=tuple(notes))
+
+
+    def _ablation(self, out: dict, transl: np.ndarray, timing: dict):
+        """{mode: (vertices, joints)} for ``params.ablation_modes`` (model frame), or None."""
+        modes = self.params.ablation_modes
+        if not modes or not hasattr(self.regressor, "remerge"):
+            return None
+        t = time.perf_counter()
+        result = {}
+        for m in modes:
+            if m == self.params.mode:
+                result[m] = (out["vertices"], out["joints"])
+            else:
+                merged = self.regressor.remerge(out, m)
+                result[m] = (merged["vertices"], merged["joints"])
+        timing["ablation"] = time.perf_counter() - t
+        return result
 
 
 def _refine_people(regressor, params: PipelineParams, rel, betas, transl, keypoints, K):

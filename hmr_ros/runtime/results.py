@@ -36,6 +36,9 @@ class PersonResult:
     match_scores: Optional[np.ndarray] = None  # (K,) eq. 4 scores when matching ran
     #: the keypoint model's COCO-17 points (x, y pixels, confidence), when a detector ran
     detected_keypoints: Optional[np.ndarray] = None
+    #: other merge modes of the same stage outputs, {mode: (vertices, joints)} camera frame,
+    #: when `PipelineParams.ablation_modes` asks for them (evaluation only)
+    ablation: Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]] = None
 
     @property
     def global_orient(self) -> np.ndarray:

@@ -73,6 +73,18 @@ class VisHMRRunner:
         """The body's mesh for given shapes and relative rotations (compiled LBS)."""
         return self.lbs_model(betas, rel_rotmats)
 
+    def remerge(self, outputs: dict, mode: str) -> dict:
+        """The same stage-B outputs (a call's result) merged in another mode (paper table 2's
+        ablations: one stage run, four merges) -> ``vertices``, ``joints``, ``rel_rotmats``,
+        ``best`` as NumPy arrays."""
+        keys = ("abs_vis", "omega", "hyp_rel", "hyp_loglik", "betas")
+        put = self.placement
+        with self._lock, put.scope():
+            b = {k: put.upload(outputs[k], f"remerge_{k}") for k in keys}
+            merged = merge(b, self.lbs_model, mode)
+            return put.download({k: merged[k] for k in ("vertices", "joints", "rel_rotmats",
+                                                         "best")})
+
     def __call__(self, crops, z: Optional[np.ndarray] = None, mode: str = "ks_matched",
                  keypoints: Optional[np.ndarray] = None) -> dict:
         """Crops (B x 3 x c x c float32; NumPy, or a device array) -> stage outputs and the
