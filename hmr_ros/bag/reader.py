@@ -190,14 +190,24 @@ class BagReader:
         return bytes(cdr.serialize(convert_message(obj, msgtype), msgtype))
 
 
+def _field_names(obj: Any) -> List[str]:
+    fields = getattr(type(obj), "__dataclass_fields__", None)
+    return [n for n in fields if not n.startswith("__")] if fields else []
+
+
 def convert_message(obj: Any, type_name: str) -> Any:
     """Rebuild ``obj`` (a message of another definition of ``type_name``) as our type: fields
-    matched by name, missing ones defaulted, extra ones (ROS 1 ``seq``) dropped."""
+    matched by name (else case-insensitively: ROS 1 ``CameraInfo.K`` is ROS 2 ``k``), missing
+    ones defaulted, extra ones (ROS 1 ``seq``) dropped."""
     values = {}
+    by_lower_name = {name.lower(): name for name in _field_names(obj)}
     for field, (kind, details) in types.fields_of(type_name):
-        if not hasattr(obj, field):
+        if hasattr(obj, field):
+            value = getattr(obj, field)
+        elif field.lower() in by_lower_name:  # ROS 1 spelling (CameraInfo's D, K, R, P)
+            value = getattr(obj, by_lower_name[field.lower()])
+        else:
             continue
-        value = getattr(obj, field)
         if kind == types.Nodetype.NAME:
             value = convert_message(value, details)
         elif kind in (types.Nodetype.ARRAY, types.Nodetype.SEQUENCE):
