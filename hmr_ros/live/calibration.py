@@ -67,7 +67,8 @@ def load_camera_info_yaml(path: Any) -> CameraCalibration:
         width, height = int(doc.get("image_width", 0)), int(doc.get("image_height", 0))
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise LiveError(f"{path}: not a camera_info YAML (needs camera_matrix.data with 9 "
-                        f"numbers, image_width, image_height): {type(exc).__name__}: {exc}") from exc
+                        f"numbers, image_width, image_height): {type(exc).__name__}: "
+                        f"{exc}") from exc
     if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
         raise LiveError(f"{path}: camera_matrix has no usable focal length: {K.tolist()}")
     dist = doc.get("distortion_coefficients") or {}

@@ -125,11 +125,17 @@ class LiveLoop:
             check_window_support()
         self._open_outputs()
         previous = {}
+        self.interrupted = False
+
+        def on_signal(*_: Any) -> None:  # finish the frame in hand, then the summary
+            self.interrupted = True
+            self.stop()
+
         if threading.current_thread() is threading.main_thread():
-            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda *_: self.stop())
+            previous = {sig: signal.signal(sig, on_signal)
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
         self.started = time.perf_counter()
         self.source.start()
-        interrupted = False
         try:
             while not self._stop.is_set():
                 frame = self.source.mailbox.take(0.05)
@@ -140,8 +146,8 @@ class LiveLoop:
                 self._process(frame)
                 if o.max_frames is not None and self.processed >= o.max_frames:
                     break
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt:  # a handler other than ours (not the main thread)
+            self.interrupted = True
         finally:
             self.source.stop()
             self.ended = time.perf_counter()
@@ -156,7 +162,7 @@ class LiveLoop:
             raise LiveError(f"{self.source.name}: capture failed: "
                             f"{type(self.source.error).__name__}: {self.source.error}")
         summary = self.summary()
-        summary["interrupted"] = interrupted
+        summary["interrupted"] = self.interrupted
         return summary
 
     def _intrinsics(self, frame: CapturedFrame) -> Optional[np.ndarray]:
@@ -190,12 +196,14 @@ class LiveLoop:
             ids, messages, ended = [], [], []
         else:
             if result.assumed_intrinsics and result.intrinsics is not None:
-                self.intrinsics_note = (f"assumed FOV {diagonal_fov_deg(result.intrinsics, w, h):.0f}°"
-                                        " (diagonal; --camera-info or --fov to set)")
+                fov = diagonal_fov_deg(result.intrinsics, w, h)
+                self.intrinsics_note = (f"assumed FOV {fov:.0f}° (diagonal; --camera-info or "
+                                        "--fov to set)")
             self.persons += len(result.persons)
             header = header_message(frame.stamp_ns, frame.frame_id)
             t0 = time.perf_counter()
-            ids, messages, ended = self.topics.ids_and_messages(result, header, w, h)
+            ids, messages, ended = self.topics.ids_and_messages(
+                result, header, w, h, build=self.recorder is not None or self.ros is not None)
             if self.recorder is not None or self.ros is not None:
                 from .sinks import input_messages
 

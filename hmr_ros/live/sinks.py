@@ -36,16 +36,18 @@ class LiveTopics:
         self.pipeline = pipeline
         self.ids = outputs.BodyIds()
 
-    def ids_and_messages(self, result: Any, header: Any, width: int,
-                            height: int) -> Tuple[List[Tuple[str, bool]], List[Message], List[str]]:
-        """((body id, new) per person, output messages, body ids whose track ended)."""
+    def ids_and_messages(self, result: Any, header: Any, width: int, height: int,
+                         build: bool = True
+                         ) -> Tuple[List[Tuple[str, bool]], List[Message], List[str]]:
+        """((body id, new) per person, output messages (only with ``build``: nobody needs
+        them without a recording or publishing), body ids whose track ended)."""
         track_ids = [p.track_id for p in result.persons]
         ids = [self.ids.get(tid) for tid in track_ids]
         tracker = getattr(self.pipeline, "tracker", None)
         ended = self.ids.forget_except(tracker.active_ids() if tracker is not None else
                                        [t for t in track_ids if t >= 0])
-        return (ids, frame_messages(result, header, ids, self.body, width, height),
-                [bid for _, bid in ended])
+        messages = frame_messages(result, header, ids, self.body, width, height) if build else []
+        return ids, messages, [bid for _, bid in ended]
 
 
 def frame_messages(result: Any, header: Any, ids: List[Tuple[str, bool]], body: Any, width: int,
