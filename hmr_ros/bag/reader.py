@@ -58,6 +58,8 @@ class BagReader:
             raise BagError(f"{self.path}: no such bag")
         self._reader: Any = None
         self._convert: Dict[str, bool] = {}
+        self._seq_header_types: set = set()
+        self._ros1_header_store: Any = None
 
     def __enter__(self) -> "BagReader":
         self.open()
@@ -186,8 +188,46 @@ class BagReader:
         if not self._convert.get(msgtype, False):
             cdr.deserialize(raw, msgtype)  # validates: never hand on bytes we cannot read
             return bytes(raw)
-        obj = self._reader.deserialize(raw, msgtype)
+        obj = self._deserialize_bag_sample(raw, msgtype)
         return bytes(cdr.serialize(convert_message(obj, msgtype), msgtype))
+
+    def _deserialize_bag_sample(self, raw: bytes, msgtype: str) -> Any:
+        """The sample with the bag's own definitions. A ROS 1 bag whose connection headers give
+        ``std_msgs/Header`` without ``seq`` (what ``rosbags.convert`` writes when handed a ROS 2
+        type store) still carries ``seq`` on the wire, as every ROS 1 serializer writes it: when
+        the declared definitions do not fit, such a sample is read with the ROS 1 Header."""
+        if msgtype in self._seq_header_types:
+            return self._seq_header_store().deserialize_ros1(raw, msgtype)
+        try:
+            return self._reader.deserialize(raw, msgtype)
+        except Exception:
+            if not self.is_ros1 or self._bag_header_has_seq():
+                raise
+            try:
+                obj = self._seq_header_store().deserialize_ros1(raw, msgtype)
+            except Exception:  # noqa: BLE001 - neither fits: report the declared one's error
+                pass
+            else:
+                log.warning("%s: %s samples carry a ROS 1 Header seq that the bag's definition "
+                            "lacks (a ROS 1 bag converted with a ROS 2 type store); reading them "
+                            "with the ROS 1 std_msgs/Header", self.path, msgtype)
+                self._seq_header_types.add(msgtype)
+                return obj
+            raise
+
+    def _bag_header_has_seq(self) -> bool:
+        header = self._reader.typestore.fielddefs.get("std_msgs/msg/Header")
+        return header is None or any(name == "seq" for name, _ in header[1])
+
+    def _seq_header_store(self) -> Any:
+        if self._ros1_header_store is None:
+            from rosbags.typesys import Stores, get_typestore
+
+            store = get_typestore(Stores.EMPTY)
+            store.register({**self._reader.typestore.fielddefs, "std_msgs/msg/Header":
+                            get_typestore(Stores.ROS1_NOETIC).fielddefs["std_msgs/msg/Header"]})
+            self._ros1_header_store = store
+        return self._ros1_header_store
 
 
 def _field_names(obj: Any) -> List[str]:
