@@ -141,7 +141,7 @@ def test_occlusion_bins_and_accumulation():
     assert occlusion_bin(None) is None
     rng = np.random.default_rng(5)
     vis = np.ones(24)
-    vis[:12] = 0.2  # half the parts hidden: bin 0.5-1
+    vis[:12] = 0.05  # half the parts hidden (under 10% seen): bin 0.5-1
     g = GroundTruthPerson(np.array([0, 0, 10, 10.0]), _skeleton(rng), None, None, vis)
     assert g.occlusion == 0.5
     omega = vis.copy()
@@ -230,7 +230,7 @@ def test_replay_with_known_predictions_gives_known_metrics(bags, storage):
     hist = report["latency_ms"]["total"]["histogram"]
     assert sum(hist["counts"]) == 5 and len(hist["edges"]) == len(hist["counts"]) + 1
     # table 2: every mode's known shift, over all persons and over the occluded ones
-    occluded = sum(float(np.mean(np.asarray(v.visibility) < 0.5)) >= 0.3
+    occluded = sum(float(np.mean(np.asarray(v.visibility) < 0.1)) >= 0.3
                    for m in pipe.gt.values() for v in m.visibility)
     t2 = report["table2"]
     assert t2["occluded_min_share"] == 0.3 and list(t2["modes"]) == list(ORACLE_MODE_SHIFT_MM)
@@ -249,7 +249,7 @@ def test_replay_with_known_predictions_gives_known_metrics(bags, storage):
             assert frac == (1.0 if lo_hi[0] >= 0.5 else 0.0)
     # the worst frames, worst first, each with an overlay
     worst = report["worst_frames"]
-    assert 0 < len(worst) <= 5
+    assert len(worst) == 1  # 5 frames: one bad moment
     assert [w["mpjpe_mm"] for w in worst] == sorted((w["mpjpe_mm"] for w in worst),
                                                      reverse=True)
     assert all(report["_images"][w["image"]][:2] == b"\xff\xd8" for w in worst)
@@ -326,7 +326,8 @@ def test_cli_eval_both_storages_and_a_corrupt_bag(bags, tiny_model, tmp_path, ca
     assert t2["visible"]["all"]["mpjpe_mm"]["mean"] != o["mpjpe_mm"]["mean"]
     # the worst frames, with their overlays on disk
     worst = report["worst_frames"]
-    assert len(worst) == 4
+    # one per 5-frame bag: frames closer than 10 to a worse one are the same bad moment
+    assert len(worst) == 3 and {w["bag"] for w in worst} == set(report["per_sequence"])
     for w in worst:
         assert w["bag"] in report["per_sequence"] and (report_dir / w["image"]).is_file()
     assert worst[0]["mpjpe_mm"] >= worst[-1]["mpjpe_mm"]

@@ -35,7 +35,7 @@ latencies in milliseconds; a value that could not be computed is ``null``)::
                  "realtime": bool, "workers": int,
                  "topics": {"image", "compressed_image", "camera_info", "detections",
                             "ground_truth"},
-                 "occlusion_bins": [[lo, hi], ...]},
+                 "occlusion_bins": [[lo, hi], ...], "invisible_below": 0.1},
       "bags": [{"path", "name", "status": "ok" | "partial" | "skipped", "reason": str | null,
                 "output_bag": DIR/bags/NAME with --output-bags, else null,
                 "frames": images processed, "frames_scored": frames with ground truth,
@@ -86,7 +86,9 @@ ADDRESS`` runs the bags on a Ray cluster (`hmr_ros.eval.ray_fanout`).
 Metrics (`hmr_ros.eval.metrics`): MPJPE root-aligned (pelvis), PA-MPJPE after a similarity
 Procrustes fit, PVE root-aligned where the ground truth has vertices of the predicted topology,
 2D keypoint error the mean pixel distance of the 24 projected joints, occlusion level the share
-of the 24 parts whose ground-truth visibility is < 0.5 (persons without ground-truth visibility
+of the 24 parts whose ground-truth visibility is < 0.1, i.e. under 10% of the part seen (as
+``hmr-ros evaluate``: eq. 1 rarely reaches 1 even for a fully visible part, a view shows about
+half of it, so < 0.5 would call nearly everyone occluded; persons without ground-truth visibility
 are not binned). Latency: the pipeline's per-stage ``FrameResult.timing`` plus ``decode`` (image
 message to RGB); throughput: processed frames over the wall time of the replay loop (bag
 reading, decoding, pipeline, scoring), ``pipeline_fps`` over the pipeline's own ``total``.
@@ -126,7 +128,9 @@ DEFAULT_TOPICS = {
     "detections": "/ground_truth/detections",
     "ground_truth": "/ground_truth/human_mesh",
 }
-#: occlusion level bins (share of parts with GT visibility < 0.5), half-open but the last
+#: a part is invisible when its ground-truth visibility is below this (eq. 1's seen share)
+INVISIBLE_BELOW = 0.1
+#: occlusion level bins (share of invisible parts), half-open but the last
 OCCLUSION_BINS: Tuple[Tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.3), (0.3, 0.5),
                                                    (0.5, 1.0))
 #: ``--output-bags``: where the predictions go beside the copied inputs
@@ -183,10 +187,10 @@ class GroundTruthPerson:
 
     @property
     def occlusion(self) -> Optional[float]:
-        """Share of parts with ground-truth visibility < 0.5 (None without visibility)."""
+        """Share of invisible parts (ground truth < `INVISIBLE_BELOW`; None without it)."""
         if self.visibility is None:
             return None
-        return float(np.mean(self.visibility < 0.5))
+        return float(np.mean(self.visibility < INVISIBLE_BELOW))
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -700,10 +704,15 @@ def evaluate_bag(path: Any, pipeline: Any, topics: Dict[str, str], *, min_iou: f
 
 class _WorstFrames:
     """The ``keep`` frames with the highest MPJPE (mean over matched persons) of one bag, with
-    what their overlays need; rendered once at the end of the bag."""
+    what their overlays need; rendered once at the end of the bag. Frames closer than
+    ``SPACING`` to a worse one kept are passed over (one bad moment is one picture), so
+    ``4 x keep`` candidates are held."""
+
+    SPACING = 10
 
     def __init__(self, keep: int, bag_name: str) -> None:
         self.keep, self.bag_name = int(max(0, keep)), bag_name
+        self._capacity = 4 * self.keep
         self._heap: List[Tuple[float, int, Dict[str, Any], Any]] = []
 
     def offer(self, index: int, stamp: int, errors: Sequence[Dict[str, Any]],
@@ -715,13 +724,13 @@ class _WorstFrames:
         if not self.keep or not vals:
             return
         score = float(np.mean(vals))
-        if len(self._heap) == self.keep and score <= self._heap[0][0]:
+        if len(self._heap) == self._capacity and score <= self._heap[0][0]:
             return
         record = {"bag": self.bag_name, "frame": int(index), "stamp_ns": int(stamp),
                   "mpjpe_mm": score, "matched": len(pairs), "misses": len(missed),
                   "false_positives": len(fp), "image": None}
-        item = (score, int(index), record, (rgb.copy(), list(preds), list(gts), K))
-        if len(self._heap) < self.keep:
+        item = (score, int(index), record, (rgb.copy(), list(preds), list(gts), list(pairs), K))
+        if len(self._heap) < self._capacity:
             heapq.heappush(self._heap, item)
         else:
             heapq.heapreplace(self._heap, item)
@@ -737,11 +746,16 @@ class _WorstFrames:
         except Exception as exc:  # noqa: BLE001 - the metrics matter more than the pictures
             log.warning("no overlays for the worst frames (body model %s): %s", body_model, exc)
             body = None
+        chosen: List[Any] = []
+        for item in sorted(self._heap, key=lambda x: -x[0]):
+            if len(chosen) < self.keep and all(abs(item[1] - c[1]) >= self.SPACING
+                                               for c in chosen):
+                chosen.append(item)
         out = []
-        for _, _, record, (rgb, preds, gts, K) in sorted(self._heap, key=lambda x: -x[0]):
+        for _, _, record, (rgb, preds, gts, pairs, K) in chosen:
             jpeg = None
             try:
-                jpeg = _overlay_jpeg(rgb, preds, gts, K, body)
+                jpeg = _overlay_jpeg(rgb, preds, gts, pairs, K, body)
             except Exception as exc:  # noqa: BLE001
                 log.warning("overlay of %s frame %d failed: %s", self.bag_name,
                             record["frame"], exc)
@@ -750,10 +764,11 @@ class _WorstFrames:
         return out
 
 
-def _overlay_jpeg(rgb: np.ndarray, preds: Sequence[Any], gts: Sequence[Any], K: Any,
-                  body: Any) -> bytes:
+def _overlay_jpeg(rgb: np.ndarray, preds: Sequence[Any], gts: Sequence[Any],
+                  pairs: Sequence[Tuple[int, int]], K: Any, body: Any) -> bytes:
     """Predicted meshes (parts coloured by ω) over the frame, predicted joints in yellow and
-    the ground truth's in cyan joined by white lines, boxes (predicted yellow, true cyan)."""
+    the ground truth's in cyan, matched pairs' joints joined by white lines, boxes (predicted
+    yellow, true cyan)."""
     import cv2
 
     from hmr_ros.viz.overlay import draw_overlay
@@ -770,12 +785,11 @@ def _overlay_jpeg(rgb: np.ndarray, preds: Sequence[Any], gts: Sequence[Any], K: 
         for q in people:
             if np.isfinite(q.box).all():
                 cv2.rectangle(img, pt(q.box[:2]), pt(q.box[2:]), color, 1, cv2.LINE_AA)
-    for g in gts:
+    match_of = {j: preds[i] for i, j in pairs}
+    for j, g in enumerate(gts):
         if g.keypoints2d is None:
             continue
-        match = min(preds, default=None, key=lambda p: float(np.nanmean(np.linalg.norm(
-            p.keypoints2d - g.keypoints2d, axis=-1))) if p.keypoints2d is not None
-            and p.keypoints2d.shape == g.keypoints2d.shape else math.inf)
+        match = match_of.get(j)
         for k, xy in enumerate(g.keypoints2d):
             if not np.isfinite(xy).all():
                 continue
@@ -1086,7 +1100,8 @@ def merge_results(results: Sequence[BagResult], topics: Dict[str, str], *,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "interrupted": False,
         "config": {**(config or {}), "min_iou": min_iou, "topics": dict(topics),
-                   "occlusion_bins": [list(b) for b in OCCLUSION_BINS]},
+                   "occlusion_bins": [list(b) for b in OCCLUSION_BINS],
+                   "invisible_below": INVISIBLE_BELOW},
         "bags": records,
         "overall": overall.summary(),
         "per_sequence": per_sequence,

@@ -392,9 +392,11 @@ def _section_occlusion(m: Dict[str, Any]) -> str:
                     title="Visibility accuracy against occlusion level", y_label="accuracy",
                     y_max=1.0, width=440, height=260, chart_id="plot-occlusion-vis")
     rows = [_summary_row(f"occlusion {c}", occ[c]) for c in cats]
+    invisible = (m.get("config") or {}).get("invisible_below", 0.5)  # 0.5 before it was recorded
     return ('<section id="occlusion"><h2>Error against occlusion level</h2>'
             '<p class="note">Occlusion level: share of the 24 parts whose ground-truth '
-            'visibility is &lt; 0.5. Empty bins show n/a.</p>'
+            f'visibility is &lt; {_e(_fmt(invisible, 2))} (the part is less than that share '
+            'seen). Empty bins show n/a.</p>'
             + chart + kp + acc + _table(_SUMMARY_HEADER, rows) + "</section>")
 
 
