@@ -98,6 +98,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import logging
 import math
@@ -225,17 +226,23 @@ def match_persons(preds: Sequence[Any], gts: Sequence[Any], min_iou: float = 0.3
             [j for j in range(len(gts)) if j not in used_g])
 
 
-def _mesh_errors(joints: np.ndarray, vertices: Optional[np.ndarray], g: Any
-                 ) -> Dict[str, Optional[float]]:
-    """MPJPE, PA-MPJPE, PVE (mm) of one predicted skeleton/mesh against ``g``."""
-    out: Dict[str, Optional[float]] = {"mpjpe_mm": None, "pa_mpjpe_mm": None, "pve_mm": None}
-    if g.joints.shape == joints.shape and g.joints.size:
-        pj, gj = joints[None], g.joints[None]
-        out["mpjpe_mm"] = float(mpjpe(pj, gj)[0])
-        out["pa_mpjpe_mm"] = float(pa_mpjpe(pj, gj)[0])
-        if (g.vertices is not None and vertices is not None
-                and g.vertices.shape == vertices.shape):
-            out["pve_mm"] = float(pve(vertices[None], g.vertices[None], pj, gj)[0])
+def _mesh_errors(candidates: Sequence[Tuple[np.ndarray, Optional[np.ndarray]]], g: Any
+                 ) -> List[Dict[str, Optional[float]]]:
+    """MPJPE, PA-MPJPE, PVE (mm) of predicted (joints, vertices) pairs against ``g``, all in
+    one batched call per metric (the deployed output and table 2's merges of one person)."""
+    out: List[Dict[str, Optional[float]]] = [
+        {"mpjpe_mm": None, "pa_mpjpe_mm": None, "pve_mm": None} for _ in candidates]
+    if not g.joints.size or any(j.shape != g.joints.shape for j, _ in candidates):
+        return out
+    pj = np.stack([j for j, _ in candidates])
+    gj = np.broadcast_to(g.joints, pj.shape)
+    for o, e, pa in zip(out, mpjpe(pj, gj), pa_mpjpe(pj, gj)):
+        o["mpjpe_mm"], o["pa_mpjpe_mm"] = float(e), float(pa)
+    if g.vertices is not None and all(v is not None and v.shape == g.vertices.shape
+                                      for _, v in candidates):
+        pv = np.stack([v for _, v in candidates])
+        for o, e in zip(out, pve(pv, np.broadcast_to(g.vertices, pv.shape), pj, gj)):
+            o["pve_mm"] = float(e)
     return out
 
 
@@ -244,9 +251,12 @@ def person_errors(p: Any, g: Any) -> Dict[str, Any]:
     ground truth lacks the quantity), visibility agreement per part, and the same mesh errors
     per table-2 merge mode (``table2``) when the prediction carries them."""
     out: Dict[str, Any] = {"kp2d_px": None, "visibility_parts": None, "table2": None}
-    out.update(_mesh_errors(p.joints, p.vertices, g))
-    if getattr(p, "ablation", None):
-        out["table2"] = {m: _mesh_errors(j, v, g) for m, (v, j) in p.ablation.items()}
+    modes = list(getattr(p, "ablation", None) or {})
+    errors = _mesh_errors([(p.joints, p.vertices)] +
+                          [(p.ablation[m][1], p.ablation[m][0]) for m in modes], g)
+    out.update(errors[0])
+    if modes:
+        out["table2"] = dict(zip(modes, errors[1:]))
     if g.keypoints2d is not None and p.keypoints2d is not None \
             and g.keypoints2d.shape == p.keypoints2d.shape:
         out["kp2d_px"] = float(np.linalg.norm(p.keypoints2d - g.keypoints2d, axis=-1).mean())
@@ -740,9 +750,7 @@ class _WorstFrames:
         if not self._heap:
             return []
         try:
-            from hmr_ros.body import load_body_model
-
-            body = load_body_model(body_model)
+            body = _body_model(body_model)
         except Exception as exc:  # noqa: BLE001 - the metrics matter more than the pictures
             log.warning("no overlays for the worst frames (body model %s): %s", body_model, exc)
             body = None
@@ -762,6 +770,14 @@ class _WorstFrames:
             out.append((record, jpeg))
         self._heap = []
         return out
+
+
+@functools.lru_cache(maxsize=2)
+def _body_model(name: str) -> Any:
+    """The body model the overlays draw (loaded once per process, not once per bag)."""
+    from hmr_ros.body import load_body_model
+
+    return load_body_model(name)
 
 
 def _overlay_jpeg(rgb: np.ndarray, preds: Sequence[Any], gts: Sequence[Any],
@@ -839,9 +855,7 @@ class _PredictionBag:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._writer = BagWriter(target, storage="mcap")
             self._writer.open()
-            from hmr_ros.body import load_body_model
-
-            self._body = load_body_model(self.body_model)
+            self._body = _body_model(self.body_model)
             self._ids = BodyIds(seed=0)
             self.res.output_bag = str(target)
         return self
