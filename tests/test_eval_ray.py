@@ -142,3 +142,24 @@ def test_ctrl_c_keeps_the_finished_bags(bags):
     # what was computed still makes a report
     report = bag_eval.merge_results([results[0]], dict(DEFAULT_TOPICS))
     assert report["overall"]["frames"] == 5
+
+
+def test_cli_ray_local_writes_the_single_process_report(bags, single_process, tmp_path):
+    """``hmr-ros eval --ray local`` end to end: the wiring of the CLI and `evaluate_bags`."""
+    import json
+
+    from hmr_ros import cli
+
+    reference, _ = single_process
+    out = tmp_path / "report"
+    args = ["eval", *bags, "--report", str(out), "--ray", "local", "--no-progress"]
+    for name, value in OVERRIDES.items():
+        args += ["-p", f"{name}:={value}"]
+    assert cli.main(args) == 0
+    assert not ray.is_initialized()
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["config"]["ray"] == "local" and report["interrupted"] is False
+    for key in ("overall", "per_sequence", "by_occlusion", "table2"):
+        assert report[key] == reference[key], key
+    assert [b["status"] for b in report["bags"]] == ["ok", "skipped", "skipped", "ok"]
+    assert len(report["worst_frames"]) == len(reference["worst_frames"]) > 0
