@@ -336,10 +336,12 @@ def test_cli_eval_both_storages_and_a_corrupt_bag(bags, tiny_model, tmp_path, ca
     assert out_bag.parent == report_dir / "bags" and status["corrupt.mcap"]["output_bag"] is None
     with BagReader(out_bag) as reader:
         counts = {t.topic: t.count for t in reader.topics()}
+        durability = {t.topic: t.durability for t in reader.topics()}
         predicted = [m.decode() for m in reader.messages([bag_eval.PREDICTION_TOPIC])]
     with BagReader(bags["mcap"]) as reader:
         for topic in reader.topics():
             assert counts[topic.topic] == topic.count
+            assert durability[topic.topic] == topic.durability  # latched faces stay latched
     assert counts[bag_eval.PREDICTION_TOPIC] == counts[bag_eval.PREDICTION_MARKERS] == 5
     humans = [h for msg in predicted for h in msg.humans]
     assert len(humans) == report["per_sequence"]["seq_mcap"]["pred_persons"] > 0

@@ -128,10 +128,13 @@ def test_ctrl_c_keeps_the_finished_bags(bags):
     handler, level = _CtrlCAfterFirstBag(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+    # Ctrl-C must raise KeyboardInterrupt here, whatever handler an earlier test left behind
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         results, backend, interrupted = evaluate_on_ray(
             "local", good, names, dict(DEFAULT_TOPICS), KWARGS, OVERRIDES, workers=1)
     finally:
+        signal.signal(signal.SIGINT, previous)
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert handler.sent and interrupted is True

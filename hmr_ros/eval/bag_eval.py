@@ -871,8 +871,9 @@ class _PredictionBag:
             return
         from hmr_ros.bag.writer import QOS_DEFAULT
 
-        for t in summaries:
-            self._writer.add_topic(t.topic, t.type_name, QOS_DEFAULT)
+        for t in summaries:  # as recorded: a latched topic (mesh faces) stays latched
+            qos = QOS_DEFAULT.with_overrides(durability=t.durability, reliability=t.reliability)
+            self._writer.add_topic(t.topic, t.type_name, qos)
         self._writer.add_topic(PREDICTION_TOPIC, "hmr_ros/msg/HumanMeshArray")
         self._writer.add_topic(PREDICTION_MARKERS, "visualization_msgs/msg/MarkerArray")
 
