@@ -104,7 +104,7 @@ class LiveLoop:
             from .foxglove_view import FoxgloveView  # the optional foxglove-sdk, only when asked
 
             self.foxglove = FoxgloveView(o.foxglove_host, o.foxglove_port, faces=self.body.faces,
-                                         vertex_part=self.body.part)
+                                         vertex_part=self.body.part, body_model=self.body.name)
 
     def _close_outputs(self) -> None:
         for name in ("recorder", "ros", "foxglove"):
