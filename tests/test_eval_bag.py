@@ -478,3 +478,25 @@ def test_workers_give_the_metrics_of_one_process(bags, tiny_model, tmp_path, cap
     assert [b["status"] for b in two["bags"]] == ["ok", "skipped", "ok"]
     assert one["overall"]["frames"] == 10 and one["overall"]["matched"] > 0
     assert set(one["latency_ms"]) == set(two["latency_ms"])
+
+
+def test_worst_frames_of_a_large_stream_are_kept_as_thumbnails():
+    import cv2
+
+    rng = np.random.default_rng(7)
+    gt_j = _skeleton(rng)
+    kp = np.column_stack([np.linspace(900, 1100, 24), np.linspace(500, 1000, 24)])
+    g = _person(GroundTruthPerson, gt_j, [850, 450, 1150, 1050], kp=kp)
+    p = _person(PredictedPerson, gt_j + 0.1, [850, 450, 1150, 1050], kp=kp + 20)
+    rgb = np.zeros((1500, 2000, 3), np.uint8)
+    K = np.array([[1800.0, 0, 1000], [0, 1800, 750], [0, 0, 1]])
+    worst = bag_eval._WorstFrames(1, "big")
+    for frame in range(3):
+        errors, pairs, fp, missed = score_frame([p], [g], [Accumulator()], bag_eval._bins())
+        worst.offer(frame, frame, errors, pairs, fp, missed, rgb, [p], [g], K)
+    assert all(item[3][0].shape == (720, 960, 3) for item in worst._heap)  # not 2000 x 1500
+    (record, jpeg), = worst.render("procedural")
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (720, 960, 3) and record["matched"] == 1
+    # the ground truth's box is drawn where the frame's box lands in the thumbnail (x 0.48)
+    assert img[int(450 * 0.48) + 20, int(850 * 0.48)].max() > 100

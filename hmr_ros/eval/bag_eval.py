@@ -739,7 +739,9 @@ class _WorstFrames:
         record = {"bag": self.bag_name, "frame": int(index), "stamp_ns": int(stamp),
                   "mpjpe_mm": score, "matched": len(pairs), "misses": len(missed),
                   "false_positives": len(fp), "image": None}
-        item = (score, int(index), record, (rgb.copy(), list(preds), list(gts), list(pairs), K))
+        small, scale = _thumbnail(rgb)
+        item = (score, int(index), record,
+                (small, scale, list(preds), list(gts), list(pairs), K))
         if len(self._heap) < self._capacity:
             heapq.heappush(self._heap, item)
         else:
@@ -760,10 +762,10 @@ class _WorstFrames:
                                                for c in chosen):
                 chosen.append(item)
         out = []
-        for _, _, record, (rgb, preds, gts, pairs, K) in chosen:
+        for _, _, record, (rgb, scale, preds, gts, pairs, K) in chosen:
             jpeg = None
             try:
-                jpeg = _overlay_jpeg(rgb, preds, gts, pairs, K, body)
+                jpeg = _overlay_jpeg(rgb, preds, gts, pairs, K, body, scale)
             except Exception as exc:  # noqa: BLE001
                 log.warning("overlay of %s frame %d failed: %s", self.bag_name,
                             record["frame"], exc)
@@ -780,8 +782,24 @@ def _body_model(name: str) -> Any:
     return load_body_model(name)
 
 
+OVERLAY_MAX_SIDE = 960
+
+
+def _thumbnail(rgb: np.ndarray) -> Tuple[np.ndarray, float]:
+    """A worst-frame candidate's image, at most `OVERLAY_MAX_SIDE` a side (4 x N candidates
+    of a 4K stream would otherwise hold gigabytes), and its scale from the frame."""
+    import cv2
+
+    scale = min(1.0, OVERLAY_MAX_SIDE / max(rgb.shape[:2]))
+    if scale >= 1.0:
+        return rgb.copy(), 1.0
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+
+
 def _overlay_jpeg(rgb: np.ndarray, preds: Sequence[Any], gts: Sequence[Any],
-                  pairs: Sequence[Tuple[int, int]], K: Any, body: Any) -> bytes:
+                  pairs: Sequence[Tuple[int, int]], K: Any, body: Any,
+                  scale: float = 1.0) -> bytes:
     """Predicted meshes (parts coloured by ω) over the frame, predicted joints in yellow and
     the ground truth's in cyan, matched pairs' joints joined by white lines, boxes (predicted
     yellow, true cyan)."""
@@ -790,12 +808,14 @@ def _overlay_jpeg(rgb: np.ndarray, preds: Sequence[Any], gts: Sequence[Any],
     from hmr_ros.viz.overlay import draw_overlay
 
     meshes = [p for p in preds if p.vertices is not None and np.isfinite(p.vertices).all()]
-    img = (draw_overlay(rgb, meshes, body.faces, body.part, np.asarray(K, np.float64))
+    if K is not None:  # the image may be a thumbnail: pixels scale, the 3D scene does not
+        K = np.diag([scale, scale, 1.0]) @ np.asarray(K, np.float64)
+    img = (draw_overlay(rgb, meshes, body.faces, body.part, K)
            if body is not None and meshes and K is not None else rgb.copy())
     img = np.ascontiguousarray(img)
 
     def pt(xy: np.ndarray) -> Tuple[int, int]:
-        return int(round(float(xy[0]))), int(round(float(xy[1])))
+        return int(round(float(xy[0]) * scale)), int(round(float(xy[1]) * scale))
 
     for people, color in ((gts, (0, 220, 255)), (preds, (255, 220, 0))):
         for q in people:
