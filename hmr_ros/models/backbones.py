@@ -30,7 +30,7 @@ from typing import List, Optional, Sequence, Tuple, Type, Union
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BACKBONE_NAMES", "BasicBlock", "Bottleneck", "EFFICIENTNET_LITE_SPECS",
+__all__ = ["BACKBONE_NAMES", "check_backbone_config", "BasicBlock", "Bottleneck", "EFFICIENTNET_LITE_SPECS",
            "EfficientNetLite", "IMAGE_MEAN", "IMAGE_STD", "LITE_IMAGE_MEAN", "LITE_IMAGE_STD",
            "LITE_WEIGHT_PACKAGES", "MBConvBlock", "ResNet", "RESNET_SPECS", "StaticZeroPad2d",
            "backbone_normalization", "build_backbone", "efficientnet_lite", "lite_weights_path",
@@ -209,6 +209,14 @@ _LITE_STEM, _LITE_HEAD = 32, 1280  # not scaled with the width in the lite model
 _BN_MOMENTUM, _BN_EPS = 0.01, 1e-3
 
 BACKBONE_NAMES = tuple(sorted(RESNET_SPECS)) + tuple(sorted(EFFICIENTNET_LITE_SPECS))
+
+
+def check_backbone_config(backbone: str, crop_size: int) -> None:
+    """The checks every regressor config makes of its backbone and crop (stride-32 features)."""
+    if backbone not in BACKBONE_NAMES:
+        raise ValueError(f"backbone must be one of {list(BACKBONE_NAMES)}, got {backbone!r}")
+    if crop_size <= 0 or crop_size % 32:
+        raise ValueError(f"crop_size must be a positive multiple of 32, got {crop_size}")
 
 
 def _round_filters(channels: int, width: float, divisor: int = 8) -> int:

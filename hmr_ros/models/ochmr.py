@@ -23,8 +23,8 @@ from torch.nn import functional as F
 from hmr_ros.body.constants import NUM_BETAS, NUM_JOINTS
 from hmr_ros.kernels import torch_ops as ops
 
-from .backbones import (BACKBONE_NAMES, EfficientNetLite, IMAGE_MEAN, IMAGE_STD, ResNet,
-                        build_backbone)
+from .backbones import (EfficientNetLite, IMAGE_MEAN, IMAGE_STD, ResNet, build_backbone,
+                        check_backbone_config)
 from .heads import IDENTITY_6D
 
 __all__ = ["CONORM_NORMALIZATIONS", "CoNorm", "OCHMR", "OCHMRConfig", "OCHMR_OUTPUTS",
@@ -59,11 +59,7 @@ class OCHMRConfig:
     centre_sigma: float = 0.04
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONE_NAMES:
-            raise ValueError(f"backbone must be one of {list(BACKBONE_NAMES)}, "
-                             f"got {self.backbone!r}")
-        if self.crop_size <= 0 or self.crop_size % 32:
-            raise ValueError(f"crop_size must be a positive multiple of 32, got {self.crop_size}")
+        check_backbone_config(self.backbone, self.crop_size)
         stages = tuple(self.conorm_stages)
         if not stages or any(s not in (1, 2, 3, 4) for s in stages) or len(set(stages)) != len(
                 stages):

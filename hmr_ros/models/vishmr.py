@@ -31,7 +31,7 @@ from hmr_ros.body.uv_atlas import chart_placement
 from hmr_ros.kernels import torch_ops as ops
 
 from .backbones import (BACKBONE_NAMES, IMAGE_MEAN, IMAGE_STD, RESNET_SPECS,  # noqa: F401
-                        backbone_normalization, build_backbone, resnet)
+                        backbone_normalization, build_backbone, check_backbone_config, resnet)
 from .flow import ConditionalFlow
 from .keypoint_encoder import KeypointEncoder
 from .heads import IDENTITY_6D, IUVHead, ShapeCameraHead, VisibleHead
@@ -76,11 +76,7 @@ class VisHMRConfig:
     keypoint_dim: int = 128
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONE_NAMES:
-            raise ValueError(f"backbone must be one of {list(BACKBONE_NAMES)}, "
-                             f"got {self.backbone!r}")
-        if self.crop_size <= 0 or self.crop_size % 32:
-            raise ValueError(f"crop_size must be a positive multiple of 32, got {self.crop_size}")
+        check_backbone_config(self.backbone, self.crop_size)
         if self.num_hypotheses < 1:
             raise ValueError(f"num_hypotheses must be >= 1, got {self.num_hypotheses}")
         if self.uv_size < 2:
