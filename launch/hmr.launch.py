@@ -24,6 +24,9 @@ def generate_launch_description():
         DeclareLaunchArgument("detections_topic", default_value="",
                               description="optional vision_msgs/Detection2DArray of person "
                                           "boxes, matched to images by stamp"),
+        DeclareLaunchArgument("model", default_value="auto",
+                              description="auto | vishmr | ochmr | imphmr: the regressor "
+                                          "(a name alone picks its bundled model)"),
         DeclareLaunchArgument("person_detector", default_value="auto",
                               description="auto | blazepose | none: where people come from "
                                           "without a detections topic"),
@@ -49,6 +52,7 @@ def generate_launch_description():
                     {"use_sim_time": PythonExpression(
                         ["'", LaunchConfiguration("use_sim_time"), "' == 'true'"]),
                      "detections_topic": LaunchConfiguration("detections_topic"),
+                     "model": LaunchConfiguration("model"),
                      "person_detector": LaunchConfiguration("person_detector")}],
         remappings=[("image", LaunchConfiguration("image_topic")),
                     ("image/compressed",

@@ -261,7 +261,7 @@ def person_errors(p: Any, g: Any) -> Dict[str, Any]:
             and g.keypoints2d.shape == p.keypoints2d.shape:
         out["kp2d_px"] = float(np.linalg.norm(p.keypoints2d - g.keypoints2d, axis=-1).mean())
     if g.visibility is not None and p.visibility is not None \
-            and g.visibility.shape == p.visibility.shape:
+            and g.visibility.shape == p.visibility.shape and np.isfinite(p.visibility).all():
         out["visibility_parts"] = ((p.visibility > 0.5) == (g.visibility > 0.5)).astype(float)
         out["visibility_pred"], out["visibility_gt"] = p.visibility, g.visibility
     return out

@@ -133,3 +133,95 @@ def export_vishmr(model, out_dir: Union[str, Path], opset: int = 17,
     )
     manifest.save(out)
     return manifest
+
+
+#: what an SMPL-parameter regressor's graph returns (OCHMR, ImpHMR): parent-relative rotations
+#: (B, 24, 3, 3), shape (B, 10) and the crop's weak-perspective camera (s, tx, ty) (B, 3)
+PARAM_OUTPUTS = ("rotmats", "betas", "cam")
+PARAM_STAGE = "regressor"
+
+
+def _param_module(model, takes_context: bool):
+    import torch
+
+    class ParamRegressor(torch.nn.Module):
+        """``model(images[, context])`` as the tuple `PARAM_OUTPUTS` (a graph has no dicts)."""
+
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, images, context=None):
+            out = self.m(images, context) if takes_context else self.m(images)
+            return tuple(out[k] for k in PARAM_OUTPUTS)
+
+    return ParamRegressor(model).eval()
+
+
+def export_param_regressor(model, out_dir: Union[str, Path], *, name: str, body,
+                           context: Union[dict, None] = None, module=None, opset: int = 17,
+                           check_tensorrt: bool = True, parity_atol: float = 1e-3) -> Manifest:
+    """Writes one graph, ``regressor.onnx`` (``images`` [+ ``context``] -> `PARAM_OUTPUTS`),
+    and ``manifest.json`` (``model: name``) for a top-down SMPL-parameter regressor.
+
+    ``context``: ``{"channels", "size", "sigma"}`` when the model takes OCHMR's centre maps
+    (the runtime draws them with `hmr_ros.runtime.context.centre_maps` at that size and sigma).
+    ``module``: the module to export instead of ``model`` itself (ImpHMR's canonical-view
+    wrapper), taking the same inputs and returning `PARAM_OUTPUTS` as a dict or tuple. ONNX
+    Runtime must reproduce torch on a batch of 2 within ``parity_atol`` before the manifest is
+    written; a graph TensorRT cannot parse raises :class:`ExportError` (``check_tensorrt``).
+    """
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from hmr_ros.models import IMAGE_MEAN, IMAGE_STD
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    crop = int(cfg.crop_size)
+    model.eval()
+    takes_context = context is not None
+    wrapped = _param_module(module if module is not None else model, takes_context)
+    inputs = ("images", "context") if takes_context else ("images",)
+    gen = torch.Generator().manual_seed(0)
+    args = (torch.rand(2, 3, crop, crop, generator=gen) * 2 - 1,)
+    if takes_context:
+        size = int(context["size"])
+        args += (torch.rand(2, int(context.get("channels", 2)), size, size, generator=gen),)
+    path = out / f"{PARAM_STAGE}.onnx"
+    with torch.no_grad():
+        expected = [t.numpy() for t in wrapped(*args)]
+        _export_one(wrapped, args, path, inputs, PARAM_OUTPUTS, opset)
+    if check_tensorrt:
+        problems = check_tensorrt_compat(path)
+        if problems:
+            raise ExportError(f"{path}: not buildable by TensorRT: "
+                              + "; ".join(map(str, problems)))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(list(PARAM_OUTPUTS), {n: a.numpy() for n, a in zip(inputs, args)})
+    for key, a, b in zip(PARAM_OUTPUTS, expected, got):
+        err = float(np.max(np.abs(a - b))) if a.size else 0.0
+        if not err <= parity_atol:
+            raise ExportError(f"{path}: ONNX Runtime differs from torch on '{key}' by {err:.2e} "
+                              f"(> {parity_atol:g})")
+    stage = StageSpec(file=path.name, sha256=sha256_of(path),
+                      inputs=_specs(sess.get_inputs(), inputs),
+                      outputs=_specs(sess.get_outputs(), PARAM_OUTPUTS))
+    manifest = Manifest(
+        model=name,
+        stages={PARAM_STAGE: stage},
+        preprocessing={"crop_size": crop, "mean": list(IMAGE_MEAN), "std": list(IMAGE_STD),
+                       "channel_order": "RGB", "layout": "NCHW", "scale": 1.0 / 255.0},
+        body={"name": getattr(body, "name", "procedural"),
+              "num_vertices": int(body.num_vertices), "num_joints": 24, "num_betas": 10},
+        heads={"outputs": "smpl_params", "predicts_visibility": False,
+               "context": None if context is None else
+               {"kind": "centre_maps", "channels": int(context.get("channels", 2)),
+                "size": int(context["size"]), "sigma": float(context["sigma"])}},
+        config=asdict(cfg),
+        opset=opset,
+    )
+    manifest.save(out)
+    return manifest

@@ -519,7 +519,7 @@ def load_detector(config: NodeConfig):
 def load_pipeline(config: NodeConfig) -> Tuple[Any, Any, str]:
     """The default model loading: body model, runner on the configured backend, pipeline."""
     from hmr_ros.body import load_body_model
-    from hmr_ros.runtime import FramePipeline, PipelineParams, VisHMRRunner
+    from hmr_ros.runtime import FramePipeline, PipelineParams, open_regressor
 
     body = load_body_model(config.body_model)
     # each backend takes the options it knows (select_backend ignores the others' options)
@@ -528,7 +528,7 @@ def load_pipeline(config: NodeConfig) -> Tuple[Any, Any, str]:
         options["threads"] = config.threads
     if config.engine_cache_dir:
         options["cache_dir"] = config.engine_cache_dir
-    runner = VisHMRRunner(config.model_dir, body, backend=config.backend, **options)
+    runner = open_regressor(config.model_dir, body, backend=config.backend, **options)
     params = PipelineParams(max_persons=config.max_persons,
                             score_threshold=config.score_threshold, mode=config.merge_mode,
                             track=config.track, smooth=config.smooth,

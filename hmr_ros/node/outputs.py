@@ -117,9 +117,11 @@ def human_mesh_array(result: Any, header: Any, body_ids: Sequence[Tuple[str, boo
             hypothesis_index=int(person.hypothesis),
             hypothesis_scores=np.zeros(0, np.float32) if scores is None
             else np.asarray(scores, np.float32)))
+        omega = np.asarray(person.visibility, np.float32)
+        if not np.isfinite(omega).any():  # a regressor without a visibility head: no message
+            continue
         visibility.append(types.make("hmr_ros/msg/BodyPartVisibility", header=header,
-                                     body_id=bid, visibility=np.clip(np.nan_to_num(np.asarray(
-                                         person.visibility, np.float32)), 0, 1)))
+                                     body_id=bid, visibility=np.clip(np.nan_to_num(omega), 0, 1)))
     return types.make("hmr_ros/msg/HumanMeshArray", header=header, humans=humans,
                       visibility=visibility), visibility
 
@@ -137,6 +139,8 @@ def _skeleton_points(person: Any, width: int, height: int) -> List[Tuple[float, 
     else:
         kp = np.asarray(person.keypoints2d, np.float64)
         vis = np.asarray(person.visibility, np.float64)
+        if not np.isfinite(vis).any():  # visibility not predicted: every estimated point counts
+            vis = np.ones_like(vis)
         idx = np.array(COCO18_FROM_SMPL)
         xy = np.where((idx >= 0)[:, None], kp[np.maximum(idx, 0)], 0.0)
         conf = np.where(idx >= 0, vis[np.maximum(idx, 0)], 0.0)

@@ -56,27 +56,37 @@ class Param:
 #: bundled models, preferred first: the keypoint-conditioned default, then the image-only
 #: (paper-faithful) light VisHMR
 BUNDLED_MODELS = ("vishmr_kp_light", "vishmr_light")
+#: the regressors the node runs (``model`` parameter), and each one's bundled models in order
+MODEL_FAMILIES = {"vishmr": BUNDLED_MODELS, "ochmr": ("ochmr_light",),
+                  "imphmr": ("imphmr_light",)}
+
+
+def bundled_model_dir(family: str) -> Optional[str]:
+    """The first bundled model of ``family`` that is present (source tree or install), or None."""
+    here = Path(__file__).resolve()
+    roots = [here.parents[2] / "models", Path(sys.prefix) / "share" / "hmr_ros" / "models"]
+    for name in MODEL_FAMILIES[family]:
+        for root in roots:
+            if (root / name / "manifest.json").is_file():
+                return str(root / name)
+    return None
 
 
 def default_model_dir() -> str:
     """The bundled model: the source tree's ``models/<name>``, else the installed
     ``share/hmr_ros/models/<name>`` (pip or colcon), for the names of ``BUNDLED_MODELS`` in
-    order."""
-    here = Path(__file__).resolve()
-    roots = [here.parents[2] / "models", Path(sys.prefix) / "share" / "hmr_ros" / "models"]
-    if len(here.parents) > 5:
-        roots.append(here.parents[5] / "share" / "hmr_ros" / "models")
-    for name in BUNDLED_MODELS:
-        for root in roots:
-            if (root / name / "manifest.json").is_file():
-                return str(root / name)
-    return str(roots[0] / BUNDLED_MODELS[0])
+    order (the first name's source-tree path when none is present)."""
+    return bundled_model_dir("vishmr") or str(
+        Path(__file__).resolve().parents[2] / "models" / BUNDLED_MODELS[0])
 
 
 PARAMS: Tuple[Param, ...] = (
     # model and runtime
+    Param("model", "auto", "regressor: auto = whatever model_dir holds; vishmr, ochmr or imphmr "
+          "checks model_dir holds that model, or with an empty model_dir picks its bundled one",
+          choices=("auto",) + tuple(MODEL_FAMILIES)),
     Param("model_dir", "", "exported model folder (manifest.json + stage graphs); empty = the "
-          "bundled keypoint-conditioned light VisHMR"),
+          "bundled model of 'model' (auto: the keypoint-conditioned light VisHMR)"),
     Param("backend", "auto", "inference backend; auto = TensorRT with a GPU, else ONNX Runtime",
           choices=("auto", "onnxruntime", "tensorrt", "torch")),
     Param("engine_cache_dir", "", "TensorRT engine cache folder; empty = the default cache"),
@@ -169,11 +179,28 @@ def declare(transport: Any, overrides: Optional[Dict[str, Any]] = None) -> NodeC
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; known: "
                              f"{', '.join(sorted(_BY_NAME))}")
+    family = values["model"]
     if not values["model_dir"]:
-        values["model_dir"] = default_model_dir()
-    if not Path(values["model_dir"], "manifest.json").is_file():
+        bundled = default_model_dir() if family == "auto" else bundled_model_dir(family)
+        if bundled is None:
+            raise ParameterError(f"parameter 'model': no bundled {family} model; export one "
+                                 f"(hmr-ros export --model {family} --checkpoint CKPT --out DIR) "
+                                 "and set model_dir")
+        values["model_dir"] = bundled
+    manifest_path = Path(values["model_dir"], "manifest.json")
+    if not manifest_path.is_file():
         raise ParameterError(f"parameter 'model_dir': {values['model_dir']} holds no "
                              "manifest.json (an exported model folder)")
+    if family != "auto":
+        import json
+
+        try:
+            held = json.loads(manifest_path.read_text()).get("model")
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"parameter 'model_dir': {manifest_path}: {exc}") from None
+        if held != family:
+            raise ParameterError(f"parameter 'model' is {family} but {values['model_dir']} holds "
+                                 f"a {held} model")
     body = values["body_model"]
     if body != "procedural" and not Path(body).is_file():
         raise ParameterError(f"parameter 'body_model': no such file {body!r} (use 'procedural' "

@@ -9,9 +9,10 @@ from .merge import MODES, merge
 from .pipeline import FramePipeline, PipelineParams
 from .results import FrameResult, Header, PersonResult
 from .tracking import Tracker
+from .param_regressor import PARAM_MODELS, ParamRegressorRunner, open_regressor
 from .vishmr import OrtVisHMR, VisHMRRunner
 
 __all__ = ["BACKENDS", "Box", "EngineError", "FramePipeline", "FrameResult", "Header", "Intrinsics",
-           "MODES", "OrtVisHMR", "PersonResult", "PipelineParams", "Tracker", "VisHMRRunner",
-           "crop_to_full_translation", "merge", "resolve_intrinsics", "select_backend", "select_boxes",
+           "MODES", "OrtVisHMR", "PARAM_MODELS", "ParamRegressorRunner", "PersonResult", "PipelineParams", "Tracker", "VisHMRRunner",
+           "crop_to_full_translation", "merge", "open_regressor", "resolve_intrinsics", "select_backend", "select_boxes",
            "whole_frame"]

@@ -14,10 +14,18 @@ import numpy as np
 from hmr_ros import kernels as K
 
 
+#: a part whose visibility was not predicted (a regressor without a visibility head)
+UNKNOWN_VISIBILITY_RGB = (0.55, 0.65, 0.85)
+
+
 def visibility_colors(omega: np.ndarray) -> np.ndarray:
-    """(24,) ω in [0, 1] -> (24, 3) RGB floats, red (occluded) to green (visible)."""
-    w = np.clip(np.nan_to_num(np.asarray(omega, np.float64), nan=0.0), 0.0, 1.0)[:, None]
-    return (1 - w) * np.array([0.9, 0.15, 0.1]) + w * np.array([0.15, 0.85, 0.25])
+    """(24,) ω in [0, 1] -> (24, 3) RGB floats, red (occluded) to green (visible); a NaN ω (not
+    predicted) is a neutral blue-grey, not "occluded"."""
+    omega = np.asarray(omega, np.float64)
+    w = np.clip(np.nan_to_num(omega, nan=0.0), 0.0, 1.0)[:, None]
+    colors = (1 - w) * np.array([0.9, 0.15, 0.1]) + w * np.array([0.15, 0.85, 0.25])
+    colors[~np.isfinite(omega)] = UNKNOWN_VISIBILITY_RGB
+    return colors
 
 
 def draw_overlay(image: np.ndarray, persons: Sequence, faces: np.ndarray, part: np.ndarray,
