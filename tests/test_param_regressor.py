@@ -203,3 +203,18 @@ def test_eval_runs_ochmr_on_the_sample_bag(model_and_dir, sample, tmp_path):
     assert o["visibility_accuracy"]["count"] == 0  # no visibility head: not scored as wrong
     assert report["table2"] is None  # the merge modes are VisHMR's
     assert "regressor" in report["latency_ms"]
+
+
+def test_infer_runs_an_ochmr_export(model_and_dir, tmp_path, capsys):
+    import cv2
+
+    from hmr_ros import cli
+
+    _, out = model_and_dir
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), np.random.default_rng(2).integers(0, 255, (96, 128, 3), np.uint8))
+    assert cli.main(["infer", str(img), "--model-dir", str(out), "--out", str(tmp_path / "o"),
+                     "--person-detector", "none"]) == 0
+    data = json.loads((tmp_path / "o" / "img.json").read_text())
+    assert len(data["persons"]) == 1 and data["persons"][0]["visibility"] is None
+    assert (tmp_path / "o" / "img_overlay.png").is_file()

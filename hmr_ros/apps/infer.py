@@ -55,7 +55,7 @@ def run_infer(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from hmr_ros.body import load_body_model, save_mesh
-    from hmr_ros.runtime import FramePipeline, Header, PipelineParams, VisHMRRunner
+    from hmr_ros.runtime import FramePipeline, Header, PipelineParams, open_regressor
     from hmr_ros.viz import draw_overlay
 
     from .inputs import collect_images, read_boxes, read_camera_info, read_rgb
@@ -69,7 +69,7 @@ def run_infer(args: argparse.Namespace) -> int:
     from hmr_ros.node.params import default_model_dir
 
     model_dir = args.model_dir or default_model_dir()
-    runner = VisHMRRunner(model_dir, body, backend=args.backend, threads=args.threads)
+    runner = open_regressor(model_dir, body, backend=args.backend, threads=args.threads)
     detector = _detector(args)
     print(f"model {model_dir} on {runner.backend.name}; person detector: "
           f"{'BlazePose' if detector is not None else 'none (boxes or the whole image)'}")
@@ -151,7 +151,9 @@ def _frame_json(name: str, result) -> dict:
             "track_id": p.track_id, "bbox": r(p.bbox), "score": p.score,
             "transl": r(p.transl), "betas": r(p.betas), "rel_rotmats": r(p.rel_rotmats),
             "joints": r(p.joints), "keypoints2d": r(p.keypoints2d),
-            "visibility": r(p.visibility), "hypothesis": p.hypothesis,
+            # null: the model has no visibility head (JSON has no NaN)
+            "visibility": r(p.visibility) if np.isfinite(p.visibility).all() else None,
+            "hypothesis": p.hypothesis,
             "match_scores": None if p.match_scores is None else r(p.match_scores),
         } for p in result.persons],
     }
