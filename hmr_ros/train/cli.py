@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``hmr-ros train`` from parsed arguments; returns the exit status."""
     from .config import load_config
+    from .param_regressor import param_model_name
+
+    if param_model_name(args.config) is not None:  # model.name: ochmr | imphmr
+        from .param_regressor import run_param_training
+
+        return run_param_training(args)
     from .trainer import Trainer
 
     config = load_config(args.config)
@@ -66,6 +72,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except (CheckpointError, ValueError, OSError, ImportError, KeyError) as exc:
+    except (CheckpointError, ValueError, OSError, ImportError, KeyError,
+            NotImplementedError) as exc:
         print(f"hmr-ros train: error: {exc}", file=sys.stderr)
         return 1
