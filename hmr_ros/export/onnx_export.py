@@ -153,6 +153,8 @@ def _param_module(model, takes_context: bool):
 
         def forward(self, images, context=None):
             out = self.m(images, context) if takes_context else self.m(images)
+            if isinstance(out, (tuple, list)):  # already in PARAM_OUTPUTS order
+                return tuple(out)
             return tuple(out[k] for k in PARAM_OUTPUTS)
 
     return ParamRegressor(model).eval()
