@@ -98,8 +98,11 @@ def _body_faces(args: argparse.Namespace) -> int:
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", choices=("vishmr",), default="vishmr",
+    parser.add_argument("--model", choices=("vishmr", "ochmr", "imphmr"), default="vishmr",
                         help="architecture of the checkpoint (default vishmr)")
+    parser.add_argument("--body", default="procedural",
+                        help="ochmr / imphmr: the body model the manifest names (procedural, "
+                             "what training used, or your SMPL file)")
     parser.add_argument("--checkpoint", required=True,
                         help="training checkpoint (.pt) written by hmr_ros (config + weights)")
     parser.add_argument("--out", required=True, help="output directory for the stage graphs")
@@ -115,9 +118,12 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.opset < 17:
         raise ValueError(f"--opset must be >= 17, got {args.opset}")
-    model = load_checkpoint(args.checkpoint)
-    manifest = export_vishmr(model, args.out, opset=args.opset,
-                             check_tensorrt=not args.skip_tensorrt_check)
+    if args.model == "vishmr":
+        model = load_checkpoint(args.checkpoint)
+        manifest = export_vishmr(model, args.out, opset=args.opset,
+                                 check_tensorrt=not args.skip_tensorrt_check)
+    else:
+        manifest = _export_param_regressor(args)
     for name, stage in manifest.stages.items():
         ins = ", ".join(f"{t.name}{list(t.shape)}" for t in stage.inputs)
         outs = ", ".join(f"{t.name}{list(t.shape)}" for t in stage.outputs)
@@ -125,6 +131,30 @@ def _export(args: argparse.Namespace) -> int:
     check = "skipped" if args.skip_tensorrt_check else f"passed (TensorRT {TENSORRT_VERSION} ops)"
     print(f"wrote {args.out}/manifest.json; TensorRT op check {check}")
     return 0
+
+
+def _export_param_regressor(args: argparse.Namespace):
+    """OCHMR / ImpHMR: a ``hmr-ros train`` checkpoint as one graph + manifest (ImpHMR's canonical
+    view only; OCHMR with the centre-map size and sigma it was trained with)."""
+    from .body import load_body_model
+    from .export import export_param_regressor
+    from .train.param_regressor import load_param_checkpoint
+
+    model, cfg = load_param_checkpoint(args.checkpoint)
+    held = type(model).__name__.lower()
+    if held != args.model:
+        raise ValueError(f"{args.checkpoint} is a {held} checkpoint, not {args.model}")
+    body = load_body_model(args.body)
+    kwargs = {"name": args.model, "body": body, "opset": args.opset,
+              "check_tensorrt": not args.skip_tensorrt_check}
+    if args.model == "ochmr":
+        kwargs["context"] = {"channels": 2, "size": cfg.centre_map_size,
+                             "sigma": cfg.centre_sigma}
+    else:
+        from .models.imphmr import ImpHMRExport
+
+        kwargs["module"] = ImpHMRExport(model)
+    return export_param_regressor(model, args.out, **kwargs)
 
 
 #: group -> subcommand -> (help, add arguments, run); or a top-level command -> (help, add, run)

@@ -218,3 +218,30 @@ def test_infer_runs_an_ochmr_export(model_and_dir, tmp_path, capsys):
     data = json.loads((tmp_path / "o" / "img.json").read_text())
     assert len(data["persons"]) == 1 and data["persons"][0]["visibility"] is None
     assert (tmp_path / "o" / "img_overlay.png").is_file()
+
+
+def test_export_cli_turns_a_training_checkpoint_into_a_model_folder(tmp_path, body, capsys):
+    from dataclasses import asdict
+
+    from hmr_ros import cli
+    from hmr_ros.train.param_regressor import PARAM_FORMAT
+
+    model = _tiny_ochmr()
+    ckpt = tmp_path / "last.pt"
+    torch.save({"format": PARAM_FORMAT, "model": "ochmr", "config": asdict(model.config),
+                "body": "procedural", "state_dict": model.state_dict()}, ckpt)
+    out = tmp_path / "exported"
+    assert cli.main(["export", "--model", "imphmr", "--checkpoint", str(ckpt),
+                     "--out", str(out)]) != 0
+    assert "is a ochmr checkpoint, not imphmr" in capsys.readouterr().err
+    assert cli.main(["export", "--model", "ochmr", "--checkpoint", str(ckpt),
+                     "--out", str(out)]) == 0
+    assert "TensorRT op check passed" in capsys.readouterr().out
+    runner = open_regressor(out, body, backend="onnxruntime")
+    assert runner.context == (2, CONTEXT["size"], CONTEXT["sigma"])
+    crops = np.random.default_rng(0).uniform(-2, 2, (2, 3, 64, 64)).astype(np.float32)
+    context = np.random.default_rng(1).uniform(0, 1, (2, 2, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(crops), torch.from_numpy(context))
+    np.testing.assert_allclose(runner(crops, context=context)["betas"], ref["betas"].numpy(),
+                               atol=1e-4)
