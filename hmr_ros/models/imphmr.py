@@ -159,7 +159,11 @@ class ImpHMR(nn.Module):
         self._stages = _Stages(self.backbone)
         c = config
         # lifting: every depth cell's (features, density) predicted from the image position
-        self.lift = nn.Conv2d(self.backbone.out_channels, (c.field_channels + 1) * c.field_depth, 1)
+        # (stride 32 for what is where, stride 8 for the outline at the field's resolution: a
+        # 1x1 conv of the stride-32 map alone, resized, is too smooth to hold a silhouette)
+        lifted = (c.field_channels + 1) * c.field_depth
+        self.lift = nn.Conv2d(self.backbone.out_channels, lifted, 1)
+        self.lift_fine = nn.Conv2d(self._stages.channels[1], lifted, 1)
         # GIRAFFE-style neural renderer (kept at the render resolution) before pooling
         self.renderer = nn.Sequential(
             nn.Conv2d(c.field_channels, c.renderer_channels, 3, padding=1),
@@ -185,11 +189,16 @@ class ImpHMR(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be B x 3 x H x W, got {tuple(images.shape)}")
         x = images
+        fine = images
         for stage in range(1, 5):
             x = self._stages.run(stage, x)
+            if stage == 2:
+                fine = x
         c = self.config
-        lifted = F.interpolate(self.lift(x), size=(c.field_size, c.field_size), mode="bilinear",
-                               align_corners=False)
+        size = (c.field_size, c.field_size)
+        lifted = (F.interpolate(self.lift(x), size=size, mode="bilinear", align_corners=False)
+                  + F.interpolate(self.lift_fine(fine), size=size, mode="bilinear",
+                                  align_corners=False))
         return lifted.reshape(-1, c.field_channels + 1, c.field_depth, c.field_size, c.field_size)
 
     def sample_canonical(self, field: Tensor) -> Tensor:
@@ -231,6 +240,29 @@ class ImpHMR(nn.Module):
 
     # -- full model -----------------------------------------------------------------------------
 
+    def _regress(self, samples: Tensor, return_render: bool) -> Dict[str, Tensor]:
+        features, silhouette = self.composite(samples)
+        out = self.regressor(self.renderer(features).mean(dim=(2, 3)))
+        if return_render:
+            out["silhouette"] = silhouette
+            out["features"] = features
+        return out
+
+    def _check_phi(self, phi, field: Tensor) -> Tensor:
+        phi = torch.as_tensor(phi, dtype=field.dtype, device=field.device)
+        if phi.dim() > 1 or (phi.dim() == 1 and phi.shape[0] not in (1, field.shape[0])):
+            raise ValueError(f"phi must be a scalar or hold one angle per image "
+                             f"({field.shape[0]}), got shape {tuple(phi.shape)}")
+        return phi.reshape(-1)
+
+    def forward_views(self, images: Tensor, phi: Union[float, Tensor]):
+        """Training's two passes from one field (one backbone run): the canonical outputs and
+        those from φ, both with ``silhouette`` and ``features``."""
+        field = self.field(images)
+        view = self.sample_view(field, self._check_phi(phi, field))
+        return (self._regress(self.sample_canonical(field), True),
+                self._regress(view, True))
+
     def forward(self, images: Tensor, phi: PhiLike = None,
                 return_render: bool = False) -> Dict[str, Tensor]:
         """images B x 3 x H x W; phi None / 0 (canonical view) or B (or scalar) radians ->
@@ -241,17 +273,8 @@ class ImpHMR(nn.Module):
         if phi is None or (isinstance(phi, (int, float)) and phi == 0):
             samples = self.sample_canonical(field)
         else:
-            phi = torch.as_tensor(phi, dtype=field.dtype, device=field.device)
-            if phi.dim() > 1 or (phi.dim() == 1 and phi.shape[0] not in (1, field.shape[0])):
-                raise ValueError(f"phi must be a scalar or hold one angle per image "
-                                 f"({field.shape[0]}), got shape {tuple(phi.shape)}")
-            samples = self.sample_view(field, phi.reshape(-1))
-        features, silhouette = self.composite(samples)
-        out = self.regressor(self.renderer(features).mean(dim=(2, 3)))
-        if return_render:
-            out["silhouette"] = silhouette
-            out["features"] = features
-        return out
+            samples = self.sample_view(field, self._check_phi(phi, field))
+        return self._regress(samples, return_render)
 
 
 class ImpHMRExport(nn.Module):
