@@ -30,7 +30,11 @@ error of the 24 parent-relative rotation matrices (SPIN); ``betas`` squared erro
 root-relative L1 of the LBS joints of the predicted parameters (the torch twin of the body
 model, ``kernels.torch_ops.lbs``, as VisHMR's loss) against the render's 3D joints;
 ``keypoints2d`` L1 of their weak-perspective projection against the render's 2D joints
-(crop-normalised [-1, 1]), confidence-weighted; ``betas_prior`` ``|β|²``.
+(crop-normalised [-1, 1]), confidence-weighted; ``betas_prior`` ``|β|²``. ImpHMR trains with
+its own ``ImpHMRLoss`` instead (its ``loss`` section is ``ImpHMRLossWeights``): canonical
+regression, imagination from a random direction φ and consistency, the feature field computed
+once for both views; the renders' weak-perspective camera (``cam_crop``) is its camera target.
+Validation runs the canonical view (φ = 0), as deployed.
 """
 
 from __future__ import annotations
@@ -83,7 +87,8 @@ def _imphmr_module():
         raise NotImplementedError("model 'imphmr' needs hmr_ros/models/imphmr.py (ImpHMR, "
                                   "ImpHMRConfig), which does not exist yet")
     module = importlib.import_module("hmr_ros.models.imphmr")
-    missing = [n for n in ("ImpHMR", "ImpHMRConfig") if not hasattr(module, n)]
+    missing = [n for n in ("ImpHMR", "ImpHMRConfig", "ImpHMRLoss", "ImpHMRLossWeights",
+                           "sample_view_directions") if not hasattr(module, n)]
     if missing:
         raise NotImplementedError(f"hmr_ros.models.imphmr lacks {missing}")
     return module
@@ -99,6 +104,12 @@ def model_classes(name: str):
         module = _imphmr_module()
         return module.ImpHMR, module.ImpHMRConfig
     raise ConfigError(f"'model.name' must be one of {list(PARAM_MODELS)}, got {name!r}")
+
+
+def _loss_weights_class(name: str):
+    if name == "imphmr":
+        return _imphmr_module().ImpHMRLossWeights
+    return ParamLossWeights
 
 
 def build_model(name: str, config) -> nn.Module:
@@ -141,7 +152,8 @@ class ParamTrainConfig:
     model_name: str
     model: Any  #: OCHMRConfig / ImpHMRConfig
     data: DataConfig
-    loss: ParamLossWeights = field(default_factory=ParamLossWeights)
+    #: ParamLossWeights (OCHMR) or hmr_ros.models.imphmr.ImpHMRLossWeights (ImpHMR)
+    loss: Any = field(default_factory=ParamLossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -219,12 +231,14 @@ def parse_param_config(data: Mapping[str, Any]) -> ParamTrainConfig:
         raise ConfigError("config: missing section 'data' (at least data.train)")
     kwargs: Dict[str, Any] = {"model_name": name, "model": model_cfg,
                               "data": _parse_data(data["data"])}
-    for key, cls in _SECTIONS.items():
+    sections = dict(_SECTIONS, loss=_loss_weights_class(name))
+    for key, cls in sections.items():
         if data.get(key) is not None:
             kwargs[key] = _dataclass(cls, data[key], key)
     for key, kind in (("seed", int), ("body", str), ("device", str)):
         if key in data:
             kwargs[key] = _coerce(data[key], kind, key)
+    kwargs.setdefault("loss", _loss_weights_class(name)())
     cfg = ParamTrainConfig(**kwargs)
     s = cfg.schedule
     if s.total_steps < 1 or not 0 <= s.warmup_steps <= s.total_steps:
@@ -268,14 +282,26 @@ def context_maps(raw: Mapping[str, Any], size: int, sigma: float) -> np.ndarray:
     return maps[0]
 
 
+def _gt_camera(raw: Mapping[str, Any]) -> Optional[Tensor]:
+    """The render's weak-perspective camera (s, tx, ty) of the main person, if it has one."""
+    cam = raw.get("cam_crop")
+    if cam is None and raw.get("people_cam_crop") is not None:
+        cam = np.asarray(raw["people_cam_crop"])[0]
+    return None if cam is None else torch.as_tensor(np.asarray(cam), dtype=torch.float32)
+
+
 def _adapt_with_context(adapt, size: int, sigma: float, raw, ctx, rng):
     sample = adapt(raw, ctx, rng)
     sample["context"] = torch.from_numpy(context_maps(raw, size, sigma))
+    cam = _gt_camera(raw)
+    sample["cam"] = cam.reshape(3) if cam is not None else torch.zeros(3)
+    sample["has_cam"] = torch.tensor(float(cam is not None))
     return sample
 
 
 def add_context(mixture, size: int, sigma: float):
-    """Make a ``MixtureDataset`` also return ``context`` (its adapters wrapped, picklable)."""
+    """Make a ``MixtureDataset`` also return ``context`` and the GT camera ``cam`` (+
+    ``has_cam``), which ImpHMR's loss needs (its adapters wrapped, picklable)."""
     mixture.kinds = [replace(k, adapt=partial(_adapt_with_context, k.adapt, size, sigma))
                      for k in mixture.kinds]
     return mixture
@@ -356,10 +382,12 @@ class ParamTrainer:
         self.distributed = False
         torch.manual_seed(config.seed)
         self.model = build_model(config.model_name, config.model).to(self.device)
-        self.loss_fn = ParamLoss(config.loss, BodyLBS(config.body)).to(self.device)
-        self.imphmr_loss = None
+        self.body = BodyLBS(config.body).to(self.device)
         if config.model_name == "imphmr":
-            self.imphmr_loss = _imphmr_loss(config)
+            self.loss_fn: nn.Module = _imphmr_module().ImpHMRLoss(
+                config.loss, config.body).to(self.device)
+        else:
+            self.loss_fn = ParamLoss(config.loss, self.body).to(self.device)
         o = config.optimizer
         decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
@@ -406,16 +434,34 @@ class ParamTrainer:
         return self.model(batch["image"])  # ImpHMR: canonical view (phi = None)
 
     def losses(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        out = self.forward(batch)
-        terms = self.loss_fn(out, batch)
+        if self.config.model_name == "imphmr":
+            return self._imphmr_losses(batch)
+        terms = self.loss_fn(self.forward(batch), batch)
         terms.pop("joints")
-        if self.imphmr_loss is not None:
-            extra = self.imphmr_loss(self.model, batch, out)
-            for k, v in extra.items():
-                if k != "total":
-                    terms[f"imphmr/{k}"] = v
-            terms["total"] = terms["total"] + extra["total"]
         return terms
+
+    def _imphmr_losses(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """ImpHMR's own loss (``ImpHMRLoss``: canonical regression, imagination from a random
+        direction φ, consistency), the feature field computed once for both views. φ comes
+        from a generator keyed by (seed, step), so a resumed run draws the same directions."""
+        if not bool((batch["has_cam"] > 0).all() and (batch["has_smpl"] > 0).all()):
+            raise ValueError("ImpHMR's loss needs SMPL and camera labels on every sample "
+                             "(synthetic data); this batch lacks some")
+        module, m = _imphmr_module(), self.model
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+        phi = module.sample_view_directions(batch["image"].shape[0], generator=g).to(self.device)
+        field_ = m.field(batch["image"])
+
+        def render(samples: Tensor) -> Dict[str, Tensor]:
+            features, silhouette = m.composite(samples)
+            out = m.regressor(m.renderer(features).mean(dim=(2, 3)))
+            return {**out, "silhouette": silhouette, "features": features}
+
+        canonical = render(m.sample_canonical(field_))
+        view = render(m.sample_view(field_, phi))
+        targets = {"rotmats": batch["rel_rotmats"], "betas": batch["betas"],
+                   "cam": batch["cam"], "keypoints2d": batch["keypoints2d"]}
+        return self.loss_fn(canonical, targets, view=view, phi=phi)
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -580,8 +626,8 @@ class ParamTrainer:
                     break
                 batch = {k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)}
                 out = self.forward(batch)
-                verts, joints = self.loss_fn.body(out["betas"], out["rotmats"])
-                gt_verts, gt_lbs_joints = self.loss_fn.body(batch["betas"], batch["rel_rotmats"])
+                verts, joints = self.body(out["betas"], out["rotmats"])
+                gt_verts, gt_lbs_joints = self.body(batch["betas"], batch["rel_rotmats"])
                 has_smpl = batch["has_smpl"] > 0
                 conf = batch["joints3d_conf"] > 0
                 labelled = conf.any(1, keepdim=True)
@@ -593,18 +639,6 @@ class ParamTrainer:
         finally:
             self.model.train(was_training)
         return acc.compute()
-
-
-def _imphmr_loss(config: ParamTrainConfig):
-    """ImpHMR's own training losses (imagination, appearance consistency), if its module
-    provides them as ``imphmr_training_loss(model, batch, outputs) -> {..., "total"}``."""
-    module = _imphmr_module()
-    fn = getattr(module, "imphmr_training_loss", None)
-    if fn is None:
-        raise NotImplementedError("hmr_ros.models.imphmr has no imphmr_training_loss(model, "
-                                  "batch, outputs); the ImpHMR trainer needs it for its own "
-                                  "loss terms")
-    return fn
 
 
 # --------------------------------------------------------------------------------------------
