@@ -148,7 +148,7 @@ class FramePipeline:
         if getattr(self.regressor, "takes_keypoints", False):
             kwargs["keypoints"] = crop_keypoints(keypoints, geoms)
         if getattr(self.regressor, "takes_context", False):  # OCHMR: everyone's body centres
-            kwargs["context"] = person_context(chosen, geoms, keypoints, self.regressor.context)
+            kwargs["context"] = person_context(chosen, geoms, self.regressor.context)
         out = self.regressor(crops, self._z[: len(chosen)], mode=self.params.mode, **kwargs)
         timing.update(out.get("timing", {}))
         t1 = time.perf_counter()
@@ -236,21 +236,15 @@ def _refine_people(regressor, params: PipelineParams, rel, betas, transl, keypoi
     return rel, transl, changed
 
 
-def person_context(chosen: Sequence[Box], geoms, keypoints, spec) -> np.ndarray:
+def person_context(chosen: Sequence[Box], geoms, spec) -> np.ndarray:
     """OCHMR's input beside the crops: each chosen person's local centre map and the global map
     of all chosen people, in that person's crop (``spec``: the manifest's channels, size, sigma).
-    A person's centre is their keypoints' mean when the detector gave them, else the box's."""
+    Centres are box centres, as in training (`hmr_ros.train.param_regressor.context_maps`)."""
     from .context import centre_maps, crop_box
 
     _, size, sigma = spec
-    kps = None
-    if any(k is not None for k in keypoints):
-        kps = np.zeros((len(chosen), 17, 3), np.float32)
-        for i, k in enumerate(keypoints):
-            if k is not None:
-                kps[i] = np.nan_to_num(np.asarray(k, np.float32))
     return centre_maps([b.as_array() for b in chosen], [crop_box(g) for g in geoms], size,
-                       keypoints=kps, sigma=sigma)
+                       sigma=sigma)
 
 
 def crop_keypoints(keypoints: Sequence[Optional[np.ndarray]], geoms) -> np.ndarray:
