@@ -229,7 +229,12 @@ def test_ctrl_c_ends_cleanly_with_the_summary_and_a_playable_video(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "hmr_ros.cli", "live", "--video", str(clip),
                              "--headless", "--out", str(out), *NO_DETECTOR],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)
+    # Ctrl-C once the loop runs (the first overlay frame opened the video), not during the
+    # imports, which a loaded machine can stretch past any fixed delay
+    deadline = time.monotonic() + 120
+    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
