@@ -4,7 +4,6 @@ the loss falling on a fixed batch, and checkpoints that rebuild the same model."
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from hmr_ros.train.param_regressor import (ParamTrainer, context_maps, load_para
 from hmr_ros.train.scalars import read_scalars
 
 CROP = 64
-HAS_IMPHMR = importlib.util.find_spec("hmr_ros.models.imphmr") is not None
 #: real renders from the synthetic generator, small and with other people in every render
 SYNTH = {"size": CROP, "p_multi": 1.0}
 
@@ -118,8 +116,6 @@ def test_shipped_configs_parse_and_round_trip():
     from hmr_ros.train.param_regressor import load_param_config
 
     for name, model in (("ochmr_light", "ochmr"), ("imphmr_light", "imphmr")):
-        if model == "imphmr" and not HAS_IMPHMR:
-            continue
         cfg = load_param_config(f"configs/{name}.yaml")
         assert cfg.model_name == model and param_model_name(f"configs/{name}.yaml") == model
         assert parse_param_config(cfg.to_dict()) == cfg
@@ -143,7 +139,6 @@ TINY_IMPHMR = {"name": "imphmr", "backbone": "resnet18", "pretrained_backbone": 
                "regressor_hidden": 64, "regressor_dropout": 0.0}
 
 
-@pytest.mark.skipif(not HAS_IMPHMR, reason="hmr_ros/models/imphmr.py not written yet")
 def test_imphmr_trains_with_its_own_loss_and_its_checkpoint_rebuilds(tmp_path):
     cfg = _config(model=TINY_IMPHMR, schedule={"total_steps": 1000, "warmup_steps": 0})
     trainer = ParamTrainer(parse_param_config(cfg), tmp_path)
@@ -163,12 +158,3 @@ def test_imphmr_trains_with_its_own_loss_and_its_checkpoint_rebuilds(tmp_path):
     with torch.no_grad():
         images = batch["image"]
         assert torch.equal(model(images)["rotmats"], trainer.model(images)["rotmats"])
-
-
-@pytest.mark.skipif(HAS_IMPHMR,
-                    reason="ImpHMR exists: its path is trained, not refused")
-def test_imphmr_without_its_module_is_a_clear_error(tmp_path):
-    cfg = _config()
-    cfg["model"] = {"name": "imphmr"}
-    assert train_main(["--config", _write(tmp_path / "imp.yaml", cfg), "--out",
-                       str(tmp_path / "imp")]) == 1

@@ -40,8 +40,6 @@ Validation runs the canonical view (φ = 0), as deployed.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import shutil
 import time
@@ -78,20 +76,15 @@ PARAM_MODELS = ("ochmr", "imphmr")
 
 
 # --------------------------------------------------------------------------------------------
-# Models (ImpHMR imported lazily: it is optional until its module exists)
+# Models
 # --------------------------------------------------------------------------------------------
 
 
 def _imphmr_module():
-    if importlib.util.find_spec("hmr_ros.models.imphmr") is None:
-        raise NotImplementedError("model 'imphmr' needs hmr_ros/models/imphmr.py (ImpHMR, "
-                                  "ImpHMRConfig), which does not exist yet")
-    module = importlib.import_module("hmr_ros.models.imphmr")
-    missing = [n for n in ("ImpHMR", "ImpHMRConfig", "ImpHMRLoss", "ImpHMRLossWeights",
-                           "sample_view_directions") if not hasattr(module, n)]
-    if missing:
-        raise NotImplementedError(f"hmr_ros.models.imphmr lacks {missing}")
-    return module
+    """ImpHMR's module, imported when a config asks for it."""
+    from hmr_ros.models import imphmr
+
+    return imphmr
 
 
 def model_classes(name: str):
