@@ -33,14 +33,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hmr_ros.body import load_body_model
-from hmr_ros.body.constants import NUM_BETAS, NUM_JOINTS, PARENTS
+from hmr_ros.body.constants import PARENTS
 from hmr_ros.kernels import torch_ops as ops
-from hmr_ros.kernels.torch_ops import rot6d_to_matrix
 
 from .backbones import IMAGE_MEAN, IMAGE_STD, build_backbone, check_backbone_config
 from .camera import weak_perspective_project
-from .heads import IDENTITY_6D
-from .ochmr import CAM_MEAN, _Stages
+from .ochmr import IterativeRegressor, _Stages
 
 __all__ = ["IMPHMR_OUTPUTS", "ImpHMR", "ImpHMRConfig", "ImpHMRExport", "ImpHMRLoss",
            "ImpHMRLossWeights", "IterativeRegressor", "imagined_targets",
@@ -106,42 +104,6 @@ def sample_view_directions(batch: int, generator: Optional[torch.Generator] = No
     a full turn lets every side of the person be imagined)."""
     u = torch.rand(batch, generator=generator, device=device)
     return (2.0 * u - 1.0) * math.pi
-
-
-class IterativeRegressor(nn.Module):
-    """SPIN's regressor, as in OCHMR: [feature, current params] -> residual update, from mean
-    parameters (identity pose, mean β, SPIN's camera mean), ``iterations`` times."""
-
-    def __init__(self, feature_dim: int, hidden: int, iterations: int, dropout: float) -> None:
-        super().__init__()
-        self.iterations = iterations
-        params = NUM_JOINTS * 6 + NUM_BETAS + 3
-        self.fc1 = nn.Linear(feature_dim + params, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
-        self.drop = nn.Dropout(dropout)
-        self.dec_pose = nn.Linear(hidden, NUM_JOINTS * 6)
-        self.dec_shape = nn.Linear(hidden, NUM_BETAS)
-        self.dec_cam = nn.Linear(hidden, 3)
-        for layer in (self.dec_pose, self.dec_shape, self.dec_cam):
-            nn.init.xavier_uniform_(layer.weight, gain=0.01)  # SPIN: start at the mean
-        self.register_buffer("init_pose", torch.tensor(IDENTITY_6D).repeat(NUM_JOINTS))
-        self.register_buffer("init_betas", torch.zeros(NUM_BETAS))
-        self.register_buffer("init_cam", torch.tensor(CAM_MEAN))
-
-    def forward(self, feature: Tensor) -> Dict[str, Tensor]:
-        """B x F -> ``rotmats`` B x 24 x 3 x 3, ``betas`` B x 10, ``cam`` B x 3, ``rot6d``."""
-        batch = feature.shape[0]
-        pose = self.init_pose.expand(batch, -1)
-        betas = self.init_betas.expand(batch, -1)
-        cam = self.init_cam.expand(batch, -1)
-        for _ in range(self.iterations):
-            h = self.drop(F.relu(self.fc1(torch.cat([feature, pose, betas, cam], dim=1))))
-            h = self.drop(F.relu(self.fc2(h)))
-            pose = pose + self.dec_pose(h)
-            betas = betas + self.dec_shape(h)
-            cam = cam + self.dec_cam(h)
-        rot6d = pose.reshape(batch, NUM_JOINTS, 6)
-        return {"rotmats": rot6d_to_matrix(rot6d), "betas": betas, "cam": cam, "rot6d": rot6d}
 
 
 class ImpHMR(nn.Module):

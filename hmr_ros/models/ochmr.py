@@ -29,8 +29,8 @@ from hmr_ros.runtime.context import centre_maps  # noqa: F401 - re-exported
 
 from .heads import IDENTITY_6D
 
-__all__ = ["CONORM_NORMALIZATIONS", "CoNorm", "OCHMR", "OCHMRConfig", "OCHMR_OUTPUTS",
-           "centre_maps"]
+__all__ = ["CONORM_NORMALIZATIONS", "CoNorm", "IterativeRegressor", "OCHMR", "OCHMRConfig",
+           "OCHMR_OUTPUTS", "centre_maps"]
 
 #: graph output names, in order, for export
 OCHMR_OUTPUTS = ("rotmats", "betas", "cam")
@@ -175,6 +175,43 @@ class _Stages:
         return x
 
 
+class IterativeRegressor(nn.Module):
+    """SPIN's regressor (OCHMR's and ImpHMR's): [feature, current params] -> residual update,
+    ``iterations`` times, from mean parameters. SPIN reads those from a fitted SMPL file we do
+    not ship; the identity pose, the mean body and SPIN's camera mean are the neutral choice."""
+
+    def __init__(self, feature_dim: int, hidden: int, iterations: int, dropout: float) -> None:
+        super().__init__()
+        self.iterations = iterations
+        params = NUM_JOINTS * 6 + NUM_BETAS + 3
+        self.fc1 = nn.Linear(feature_dim + params, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.dec_pose = nn.Linear(hidden, NUM_JOINTS * 6)
+        self.dec_shape = nn.Linear(hidden, NUM_BETAS)
+        self.dec_cam = nn.Linear(hidden, 3)
+        for layer in (self.dec_pose, self.dec_shape, self.dec_cam):
+            nn.init.xavier_uniform_(layer.weight, gain=0.01)  # SPIN: start at the mean
+        self.register_buffer("init_pose", torch.tensor(IDENTITY_6D).repeat(NUM_JOINTS))
+        self.register_buffer("init_betas", torch.zeros(NUM_BETAS))
+        self.register_buffer("init_cam", torch.tensor(CAM_MEAN))
+
+    def forward(self, feature: Tensor) -> Dict[str, Tensor]:
+        """B x F -> ``rotmats`` B x 24 x 3 x 3, ``betas`` B x 10, ``cam`` B x 3, ``rot6d``."""
+        batch = feature.shape[0]
+        pose = self.init_pose.expand(batch, -1)
+        betas = self.init_betas.expand(batch, -1)
+        cam = self.init_cam.expand(batch, -1)
+        for _ in range(self.iterations):
+            h = self.drop(F.relu(self.fc1(torch.cat([feature, pose, betas, cam], dim=1))))
+            h = self.drop(F.relu(self.fc2(h)))
+            pose = pose + self.dec_pose(h)
+            betas = betas + self.dec_shape(h)
+            cam = cam + self.dec_cam(h)
+        rot6d = pose.reshape(batch, NUM_JOINTS, 6)
+        return {"rotmats": ops.rot6d_to_matrix(rot6d), "betas": betas, "cam": cam, "rot6d": rot6d}
+
+
 class OCHMR(nn.Module):
     """Crop + centre-map context -> SMPL rotations (24 x 3 x 3), β (10), camera (s, tx, ty).
 
@@ -192,22 +229,8 @@ class OCHMR(nn.Module):
         self.conorm = nn.ModuleDict({
             str(s): CoNorm(self._stages.channels[s - 1], config.conorm_latent,
                            config.conorm_normalization) for s in config.conorm_stages})
-        # SPIN's regressor: [feature, current params] -> residual update, `iterations` times
-        params = NUM_JOINTS * 6 + NUM_BETAS + 3
-        feat = self.backbone.out_channels
-        self.fc1 = nn.Linear(feat + params, config.regressor_hidden)
-        self.fc2 = nn.Linear(config.regressor_hidden, config.regressor_hidden)
-        self.drop = nn.Dropout(config.regressor_dropout)
-        self.dec_pose = nn.Linear(config.regressor_hidden, NUM_JOINTS * 6)
-        self.dec_shape = nn.Linear(config.regressor_hidden, NUM_BETAS)
-        self.dec_cam = nn.Linear(config.regressor_hidden, 3)
-        for layer in (self.dec_pose, self.dec_shape, self.dec_cam):
-            nn.init.xavier_uniform_(layer.weight, gain=0.01)  # SPIN: start at the mean
-        # Mean parameters: SPIN reads them from a fitted SMPL file we do not ship; the identity
-        # pose, the mean body and SPIN's camera mean are the neutral choice.
-        self.register_buffer("init_pose", torch.tensor(IDENTITY_6D).repeat(NUM_JOINTS))
-        self.register_buffer("init_betas", torch.zeros(NUM_BETAS))
-        self.register_buffer("init_cam", torch.tensor(CAM_MEAN))
+        self.regressor = IterativeRegressor(self.backbone.out_channels, config.regressor_hidden,
+                                            config.iterations, config.regressor_dropout)
 
     def features(self, images: Tensor, context: Tensor) -> Tensor:
         """Backbone with CoNorm after the configured stages: B x C x H/32 x W/32."""
@@ -228,17 +251,4 @@ class OCHMR(nn.Module):
         if context.dim() != 4 or context.shape[1] != 2 or context.shape[0] != images.shape[0]:
             raise ValueError(f"context must be B x 2 x h x w with the images' B, got "
                              f"{tuple(context.shape)} for images {tuple(images.shape)}")
-        pooled = self.features(images, context).mean(dim=(2, 3))
-        batch = pooled.shape[0]
-        pose = self.init_pose.expand(batch, -1)
-        betas = self.init_betas.expand(batch, -1)
-        cam = self.init_cam.expand(batch, -1)
-        for _ in range(self.config.iterations):
-            h = self.drop(F.relu(self.fc1(torch.cat([pooled, pose, betas, cam], dim=1))))
-            h = self.drop(F.relu(self.fc2(h)))
-            pose = pose + self.dec_pose(h)
-            betas = betas + self.dec_shape(h)
-            cam = cam + self.dec_cam(h)
-        rot6d = pose.reshape(batch, NUM_JOINTS, 6)
-        return {"rotmats": ops.rot6d_to_matrix(rot6d), "betas": betas, "cam": cam,
-                "rot6d": rot6d}
+        return self.regressor(self.features(images, context).mean(dim=(2, 3)))
