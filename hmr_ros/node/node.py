@@ -536,7 +536,14 @@ def load_pipeline(config: NodeConfig) -> Tuple[Any, Any, str]:
                             smooth_beta=config.smooth_beta,
                             refine_iterations=config.refine_iterations,
                             refine_prior=config.refine_prior)
-    pipeline = FramePipeline(runner, params, keypoint_detector=load_detector(config))
+    if getattr(runner, "bottom_up", False) and config.person_detector == "auto":
+        # a bottom-up model finds people itself; BlazePose only when asked for (its keypoints
+        # then feed refinement)
+        log.info("person detector: none needed (%s finds people itself)", runner.manifest.model)
+        detector = None
+    else:
+        detector = load_detector(config)
+    pipeline = FramePipeline(runner, params, keypoint_detector=detector)
     if pipeline.tracker is not None:
         pipeline.tracker.min_hits = config.track_min_hits
         pipeline.tracker.max_age = config.track_max_age

@@ -58,7 +58,8 @@ class Param:
 BUNDLED_MODELS = ("vishmr_kp_light", "vishmr_light")
 #: the regressors the node runs (``model`` parameter), and each one's bundled models in order
 MODEL_FAMILIES = {"vishmr": BUNDLED_MODELS, "ochmr": ("ochmr_light",),
-                  "imphmr": ("imphmr_light",)}
+                  "imphmr": ("imphmr_light",), "instancehmr": ("instancehmr_light",),
+                  "dpmesh": ("dpmesh_tiny",)}
 
 
 def bundled_model_dir(family: str) -> Optional[str]:
@@ -82,8 +83,9 @@ def default_model_dir() -> str:
 
 PARAMS: Tuple[Param, ...] = (
     # model and runtime
-    Param("model", "auto", "regressor: auto = whatever model_dir holds; vishmr, ochmr or imphmr "
-          "checks model_dir holds that model, or with an empty model_dir picks its bundled one",
+    Param("model", "auto", "regressor: auto = whatever model_dir holds; vishmr, ochmr, imphmr, "
+          "instancehmr (bottom-up: no person detector needed) or dpmesh checks model_dir holds "
+          "that model, or with an empty model_dir picks its bundled one",
           choices=("auto",) + tuple(MODEL_FAMILIES)),
     Param("model_dir", "", "exported model folder (manifest.json + stage graphs); empty = the "
           "bundled model of 'model' (auto: the keypoint-conditioned light VisHMR)"),

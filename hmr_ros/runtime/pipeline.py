@@ -112,52 +112,22 @@ class FramePipeline:
                          "point out of range): "
                          "focal length assumed")
         timing = {}
-        found = None
-        if boxes is None and self.keypoint_detector is not None:
-            found = self.keypoint_detector(image)
-            boxes = [Box(*(float(v) for v in q.box), score=float(q.score)) for q in found]
-        elif boxes is None:
-            boxes = [whole_frame(width, height)]
-        chosen = select_boxes(list(boxes), width, height, self.params.score_threshold,
-                              self.params.min_box_size, self.params.max_persons, notes)
-        if self.keypoint_detector is not None:
-            if found is None:  # boxes from a topic: keypoints for exactly those, in order
-                per_box = (self.keypoint_detector.keypoints_for_boxes(
-                    image, [b.as_array() for b in chosen]) if chosen else [])
-                keypoints = [None if q is None else np.asarray(q.coco17, np.float32)
-                             for q in per_box]
-            else:
-                keypoints = _match_keypoints(chosen, found)
-            timing["detector"] = time.perf_counter() - t0
+        if getattr(self.regressor, "bottom_up", False):
+            staged = self._bottom_up(image, intr, boxes, notes, timing)
         else:
-            keypoints = [None] * len(chosen)
-        t_crop = time.perf_counter()
-        if not chosen:
-            if self.tracker is not None:  # nobody this frame: tracks age (and die) all the same
+            staged = self._top_down(image, intr, boxes, notes, timing, t0)
+        if staged is None:  # nobody this frame: tracks age (and die) all the same
+            if self.tracker is not None:
                 self.tracker.update([])
                 if self.smoother is not None:
                     self.smoother.forget(self.tracker.active_ids())
             timing["total"] = time.perf_counter() - t0
             return FrameResult(header=header, timing=timing, assumed_intrinsics=intr.assumed,
                                intrinsics=intr.matrix(), notes=tuple(notes))
-        geoms = [square_geometry(b, self.crop_size, self.params.context) for b in chosen]
-        crops = crop_batch(image, geoms, self.mean, self.std,
-                           getattr(self.regressor, "placement", None))
-        timing["preprocess"] = time.perf_counter() - t_crop
-        kwargs = {}
-        if getattr(self.regressor, "takes_keypoints", False):
-            kwargs["keypoints"] = crop_keypoints(keypoints, geoms)
-        if getattr(self.regressor, "takes_context", False):  # OCHMR: everyone's body centres
-            kwargs["context"] = person_context(chosen, geoms, self.regressor.context)
-        out = self.regressor(crops, self._z[: len(chosen)], mode=self.params.mode, **kwargs)
-        timing.update(out.get("timing", {}))
+        chosen, keypoints, out, transl, ablation = staged
         t1 = time.perf_counter()
-        centers = np.array([[g.cx, g.cy] for g in geoms])
-        sizes = np.array([g.size for g in geoms])
-        transl = crop_to_full_translation(out["cam"], centers, sizes, intr)
         rel, betas = out["rel_rotmats"], out["betas"]
         vertices, joints = out["vertices"], out["joints"]
-        ablation = self._ablation(out, transl, timing)
         if self.params.refine_iterations > 0 and any(k is not None for k in keypoints):
             t_ref = time.perf_counter()
             rel, transl, changed = _refine_people(self.regressor, self.params, rel, betas,
@@ -198,6 +168,89 @@ class FramePipeline:
                            assumed_intrinsics=intr.assumed, intrinsics=intr.matrix(),
                            notes=tuple(notes))
 
+    def _top_down(self, image, intr, boxes, notes, timing, t0):
+        """People from the boxes (given, detected, or the whole frame), each cropped and
+        regressed: (chosen boxes, keypoints, regressor output, translations, ablation), or None
+        when nobody is left."""
+        height, width = image.shape[:2]
+        found = None
+        if boxes is None and self.keypoint_detector is not None:
+            found = self.keypoint_detector(image)
+            boxes = [Box(*(float(v) for v in q.box), score=float(q.score)) for q in found]
+        elif boxes is None:
+            boxes = [whole_frame(width, height)]
+        chosen = select_boxes(list(boxes), width, height, self.params.score_threshold,
+                              self.params.min_box_size, self.params.max_persons, notes)
+        if self.keypoint_detector is not None:
+            if found is None:  # boxes from a topic: keypoints for exactly those, in order
+                per_box = (self.keypoint_detector.keypoints_for_boxes(
+                    image, [b.as_array() for b in chosen]) if chosen else [])
+                keypoints = [None if q is None else np.asarray(q.coco17, np.float32)
+                             for q in per_box]
+            else:
+                keypoints = _match_keypoints(chosen, found)
+            timing["detector"] = time.perf_counter() - t0
+        else:
+            keypoints = [None] * len(chosen)
+        t_crop = time.perf_counter()
+        if not chosen:
+            return None
+        geoms = [square_geometry(b, self.crop_size, self.params.context) for b in chosen]
+        crops = crop_batch(image, geoms, self.mean, self.std,
+                           getattr(self.regressor, "placement", None))
+        timing["preprocess"] = time.perf_counter() - t_crop
+        kwargs = {}
+        if getattr(self.regressor, "takes_keypoints", False):
+            kwargs["keypoints"] = crop_keypoints(keypoints, geoms)
+        if getattr(self.regressor, "takes_context", False):  # OCHMR: everyone's body centres
+            kwargs["context"] = person_context(chosen, geoms, self.regressor.context)
+        out = self.regressor(crops, self._z[: len(chosen)], mode=self.params.mode, **kwargs)
+        timing.update(out.get("timing", {}))
+        centers = np.array([[g.cx, g.cy] for g in geoms])
+        sizes = np.array([g.size for g in geoms])
+        transl = crop_to_full_translation(out["cam"], centers, sizes, intr)
+        return chosen, keypoints, out, transl, self._ablation(out, transl, timing)
+
+    def _bottom_up(self, image, intr, boxes, notes, timing):
+        """People from a bottom-up model's own centres (the whole frame in one pass), each with
+        the box of its projected mesh: as `_top_down`. Boxes handed in are not needed."""
+        if boxes is not None:
+            notes.append("person boxes ignored: the bottom-up model finds people itself")
+        found = self.regressor.find_people(image, self.params.max_persons)
+        timing.update(found["timing"])
+        t = time.perf_counter()
+        geom, n = found["geometry"], len(found["scores"])
+        if not n:
+            return None
+        transl = crop_to_full_translation(found["cam"], np.tile([[geom.cx, geom.cy]], (n, 1)),
+                                          np.full(n, geom.size), intr)
+        height, width = image.shape[:2]
+        pixels = project(found["vertices"] + transl[:, None, :].astype(np.float32), intr)
+        candidates = [Box(*(float(v) for v in (p[:, 0].min(), p[:, 1].min(), p[:, 0].max(),
+                                                p[:, 1].max())), score=float(score))
+                      if np.isfinite(p).all() else Box(np.nan, np.nan, np.nan, np.nan, 0.0)
+                      for p, score in zip(pixels, found["scores"])]
+        chosen, keep = [], []
+        for i, box in enumerate(candidates):  # each body's own box, checked like given ones
+            kept = select_boxes([box], width, height, 0.0, self.params.min_box_size, 1, notes)
+            if kept:
+                chosen.append(kept[0])
+                keep.append(i)
+        if not chosen:
+            return None
+        keep = np.asarray(keep)
+        out = {k: found[k][keep] for k in ("rel_rotmats", "betas", "cam", "vertices", "joints",
+                                           "omega", "best")}
+        out["match_scores"] = None
+        if self.keypoint_detector is not None:  # keypoints for refinement, for these bodies
+            per_box = self.keypoint_detector.keypoints_for_boxes(
+                image, [b.as_array() for b in chosen])
+            keypoints = [None if q is None else np.asarray(q.coco17, np.float32)
+                         for q in per_box]
+        else:
+            keypoints = [None] * len(chosen)
+        timing["boxes"] = time.perf_counter() - t
+        return chosen, keypoints, out, transl[keep], None
 
     def _ablation(self, out: dict, transl: np.ndarray, timing: dict):
         """{mode: (vertices, joints)} for ``params.ablation_modes`` (model frame), or None."""
