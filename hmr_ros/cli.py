@@ -191,6 +191,8 @@ COMMANDS: Dict[str, object] = {
                           *_lazy(".eval.footage", "add_fetch_arguments", "run_fetch"))},
     "export": ("export a trained model as ONNX stage graphs + manifest", _export_arguments,
                _export),
+    "import-checkpoint": ("the authors' released weights (InstanceHMR, DPMesh) -> an exported "
+                          "model folder", *_lazy(".export.import_cli", "add_arguments", "run")),
     "build-engine": ("build the TensorRT engines of an exported model ahead of time",
                      *_lazy(".runtime.engine_cache", "build_engine_arguments",
                             "run_build_engine")),

@@ -70,9 +70,13 @@ def run_infer(args: argparse.Namespace) -> int:
 
     model_dir = args.model_dir or default_model_dir()
     runner = open_regressor(model_dir, body, backend=args.backend, threads=args.threads)
-    detector = _detector(args)
+    bottom_up = getattr(runner, "bottom_up", False)
+    # a bottom-up model finds people itself: BlazePose only when asked for by name
+    detector = None if bottom_up and args.person_detector == "auto" else _detector(args)
     print(f"model {model_dir} on {runner.backend.name}; person detector: "
-          f"{'BlazePose' if detector is not None else 'none (boxes or the whole image)'}")
+          + ("BlazePose" if detector is not None else
+             f"none ({runner.manifest.model} finds people itself)" if bottom_up else
+             "none (boxes or the whole image)"))
     pipe = FramePipeline(runner, PipelineParams(max_persons=args.max_persons, mode=args.mode,
                                                 track=False,
                                                 refine_iterations=args.refine_iterations),
@@ -165,8 +169,10 @@ def _print_summary(frames, persons, stage_times, skipped) -> None:
         print(f"  skipped {s}")
     if not stage_times:
         return
-    order = ["detector", "preprocess", "stage_a", "iuv_warp", "stage_b", "merge_lbs", "refine",
-             "postprocess"]
+    order = ["detector", "preprocess", "letterbox", "maps", "centres", "decode", "unet",
+             "stage_a", "iuv_warp", "stage_b", "merge_lbs", "regressor", "lbs", "boxes",
+             "refine", "postprocess"]
+    order += sorted(set(stage_times) - set(order) - {"total"})
     parts = [f"{k} {1e3 * np.mean(stage_times[k]):.1f}" for k in order if k in stage_times]
     if "refine" in stage_times:
         parts[-1] += " (refine included)"
