@@ -113,6 +113,15 @@ def bench_warp(torch, K, quick):
             3 if quick else 20, target=3.0)
 
 
+def bench_centres(K, quick):
+    from hmr_ros.kernels.centres import centre_peaks_reference
+
+    print("\n-- centre_peaks (1, 1, 128, 128), window 3 vs its NumPy reference --")
+    hm = np.random.default_rng(3).random((1, 1, 128, 128)).astype(np.float32)
+    compare("centre_peaks 128x128 K=16", lambda: centre_peaks_reference(hm, 0.3, 16, 3),
+            lambda: K.centre_peaks(hm, 0.3, 16, 3), 5 if quick else 50)
+
+
 def bench_gpu(torch, smplx_lbs, K, body):
     print("\n-- GPU: LBS B=64 (CUDA events) --")
     dev = torch.device("cuda")
@@ -186,6 +195,7 @@ def main(argv=None) -> int:
         bench_lbs(torch, smplx_lbs, K, body, label, args.quick)
     bench_slerp(torch, K, args.quick)
     bench_warp(torch, K, args.quick)
+    bench_centres(K, args.quick)
     if K.cuda_available() and torch.cuda.is_available():
         bench_gpu(torch, smplx_lbs, K, bodies["a dense SMPL-sized random model"])
     else:

@@ -49,6 +49,16 @@ hmr::CropParams make_crop_params(int N, int H, int W, int S, uintptr_t image, ui
   return p;
 }
 
+hmr::CentreParams make_centre_params(int B, int H, int W, int window, int max_peaks,
+                                     float threshold, uintptr_t heatmap, uintptr_t count,
+                                     uintptr_t scores, uintptr_t xy, uintptr_t index) {
+  if (window < 1 || window % 2 == 0 || max_peaks < 1)
+    throw std::invalid_argument("centre_peaks: window must be odd and max_peaks >= 1");
+  return hmr::CentreParams{B, H, W, window / 2, max_peaks, threshold,
+                           ptr<const float>(heatmap), ptr<int32_t>(count), ptr<float>(scores),
+                           ptr<float>(xy), ptr<int32_t>(index)};
+}
+
 void check_joints(int J, const char* op) {
   if (J < 1 || J > hmr::kMaxJoints)
     throw std::invalid_argument(std::string(op) + ": number of joints must be in [1, 64], got " +
@@ -175,6 +185,13 @@ PYBIND11_MODULE(_C, m) {
           hmr::cpu::crop_affine(make_crop_params(N, H, W, S, image, affine, mean, std, out));
         }, "Batched affine crops of an RGB uint8 image, normalised, N x 3 x S x S.", nogil);
 
+  m.def("cpu_centre_peaks",
+        [](int B, int H, int W, int window, int max_peaks, float threshold, uintptr_t heatmap,
+           uintptr_t count, uintptr_t scores, uintptr_t xy, uintptr_t index) {
+          hmr::cpu::centre_peaks(make_centre_params(B, H, W, window, max_peaks, threshold,
+                                                    heatmap, count, scores, xy, index));
+        }, "Top-K local maxima (max-pool NMS) of B x H x W heatmaps.", nogil);
+
 #if defined(HMR_ROS_WITH_CUDA)
   m.attr("has_cuda") = true;
   // Every CUDA launch below runs on the device that holds its first input (DeviceScope).
@@ -250,6 +267,18 @@ PYBIND11_MODULE(_C, m) {
           raise_if(hmr::cuda::crop_affine(make_crop_params(N, H, W, S, image, affine, mean, std, out),
                                           stream),
                    "crop_affine");
+        }, nogil);
+
+  m.def("cuda_centre_peaks",
+        [](int B, int H, int W, int window, int max_peaks, float threshold, uintptr_t heatmap,
+           uintptr_t count, uintptr_t scores, uintptr_t xy, uintptr_t index, uintptr_t scratch,
+           uintptr_t stream) {
+          DeviceScope scope(heatmap, "centre_peaks");
+          raise_if(hmr::cuda::centre_peaks(make_centre_params(B, H, W, window, max_peaks,
+                                                              threshold, heatmap, count, scores,
+                                                              xy, index),
+                                           ptr<uint64_t>(scratch), stream),
+                   "centre_peaks");
         }, nogil);
 
   m.def("cuda_part_visibility",

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "../common/centres.h"
 #include "../common/crop.h"
 #include "../common/lbs.h"
 #include "../common/raster.h"
@@ -28,6 +29,7 @@ void iuv_warp(const IuvWarpParams& p);
 void part_visibility(const PartVisibilityParams& p);
 void rasterize(const RasterParams& p);
 void crop_affine(const CropParams& p);
+void centre_peaks(const CentreParams& p);
 
 int num_threads();
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../common/centres.h"
 #include "../common/crop.h"
 #include "../common/lbs.h"
 #include "../common/uv.h"
@@ -45,6 +46,8 @@ int64_t iuv_warp_workspace_floats(int B, int H, int W);
 std::string iuv_warp(const IuvWarpParams& p, float* workspace, uintptr_t stream);
 std::string part_visibility(const PartVisibilityParams& p, uintptr_t stream);
 std::string crop_affine(const CropParams& p, uintptr_t stream);
+// scratch needs B*H*W keys.
+std::string centre_peaks(const CentreParams& p, uint64_t* scratch, uintptr_t stream);
 
 }  // namespace cuda
 }  // namespace hmr

@@ -8,6 +8,7 @@ import it explicitly (``from hmr_ros.kernels import torch_ops``) so this module 
 """
 
 from ._ext import cuda_available, cuda_compiled
+from .centres import CentrePeaks, centre_peaks
 from .crop import crop_affine
 from .errors import KernelError
 from .merge import kinematic_slerp, match_hypotheses
@@ -26,10 +27,12 @@ from .skinning import LbsModel, lbs
 from .uv import iuv_warp, part_visibility
 
 __all__ = [
+    "CentrePeaks",
     "KernelError",
     "LbsModel",
     "axis_angle_to_matrix",
     "axis_angle_to_quaternion",
+    "centre_peaks",
     "crop_affine",
     "cuda_available",
     "cuda_compiled",
