@@ -117,10 +117,10 @@ class BottomUpRunner:
             pmap = np.asarray(maps["param_map"], np.float32)
             peaks = K.centre_peaks(heat, threshold=spec.threshold if threshold is None
                                    else float(threshold), max_peaks=limit, window=spec.window)
-            n = int(peaks["count"][0])
-            index = np.asarray(peaks["index"][0, :n], np.int64)
-            scores = np.asarray(peaks["scores"][0, :n], np.float32)
-            hxy = np.asarray(peaks["xy"][0, :n], np.float64)
+            n = int(peaks.count[0])
+            index = np.asarray(peaks.index[0, :n], np.int64)
+            scores = np.asarray(peaks.scores[0, :n], np.float32)
+            hxy = np.asarray(peaks.xy[0, :n], np.float64)
             t3 = time.perf_counter()
             timing["centres"] = t3 - t2
             vectors = np.ascontiguousarray(pmap[0].reshape(pmap.shape[1], -1)[:, index].T)
