@@ -3,8 +3,9 @@
 No person detector: the frame is letterboxed into the model's square input (a square "crop" of
 side max(W, H) centred on the frame, black outside), the ``maps`` graph returns a body-centre
 heatmap and an SMPL parameter map, the centre peaks (NMS kernel, `hmr_ros.kernels.centre_peaks`)
-say where people are, their parameter vectors are read at those pixels, and the ``decode`` graph
-turns them into rotations, shape and a weak-perspective camera of the letterboxed square -- the
+say where people are, and the ``decode`` graph reads the parameter vectors at those pixels
+(``index``, -1 for an empty slot) and turns them into rotations, shape and a weak-perspective
+camera of the letterboxed square -- the
 same crop camera the top-down models predict, so `FramePipeline` maps it to the frame with the
 letterbox as the crop. Boxes for the tracker come from each body's projected mesh.
 """
@@ -12,7 +13,6 @@ letterbox as the crop. Boxes for the tracker come from each body's projected mes
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -48,7 +48,7 @@ class BottomUpRunner:
     takes_context = False
 
     def __init__(self, model_dir: Union[str, Path], body, backend: str = "auto",
-                 posedirs_dtype=np.float32, **backend_options):
+                 posedirs_dtype=np.float32, device_resident="auto", **backend_options):
         self.model_dir = Path(model_dir)
         self.backend = select_backend(backend, self.model_dir, **backend_options)
         self.manifest = self.backend.manifest
@@ -74,12 +74,14 @@ class BottomUpRunner:
             raise EngineError(f"{self.model_dir}: manifest heads.centres {c!r} lacks stride / "
                               f"threshold ({exc})") from None
         self.lbs_model = K.LbsModel.from_body(body, posedirs_dtype=posedirs_dtype)
-        self.placement = choose_placement(self.backend, False)
+        self.placement = choose_placement(self.backend, device_resident)
+        if hasattr(self.backend, "outputs_on_device"):
+            self.backend.outputs_on_device = self.placement.device_resident
         self._lock = threading.Lock()
 
     @property
     def device_resident(self) -> bool:
-        return False
+        return self.placement.device_resident
 
     def default_z(self, batch: int, seed: int = 0) -> np.ndarray:
         """No sampled hypotheses (the pipeline's call stays uniform)."""
@@ -99,49 +101,52 @@ class BottomUpRunner:
         ``max_people``): ``rel_rotmats``, ``betas``, ``cam`` (of the letterbox square),
         ``vertices``, ``joints`` (model frame), ``omega`` (NaN: not predicted), ``best`` (-1),
         ``scores`` (centre probabilities), ``centres`` (frame pixels), ``geometry`` (the
-        letterbox) and per-stage ``timing``."""
+        letterbox) and per-stage ``timing``.
+
+        On a device-resident placement (TensorRT) the letterbox, both graphs, the peak kernel,
+        the gather (inside ``decode``) and LBS run on the GPU; the host sees the K slots once."""
         height, width = image.shape[:2]
         geom = self.letterbox(width, height)
         spec = self.centres
         limit = min(int(max_people or spec.max_people), 256)
-        timing = {}
-        with self._lock:
-            t0 = time.perf_counter()
-            x = crop_batch(image, [geom], self.mean, self.std)
-            t1 = time.perf_counter()
-            timing["letterbox"] = t1 - t0
-            maps = self.backend.run(MAPS, {"images": x})
-            t2 = time.perf_counter()
-            timing[MAPS] = t2 - t1
-            heat = np.ascontiguousarray(maps["centre_heatmap"], np.float32)
-            pmap = np.asarray(maps["param_map"], np.float32)
-            peaks = K.centre_peaks(heat, threshold=spec.threshold if threshold is None
-                                   else float(threshold), max_peaks=limit, window=spec.window)
-            n = int(peaks.count[0])
-            index = np.asarray(peaks.index[0, :n], np.int64)
-            scores = np.asarray(peaks.scores[0, :n], np.float32)
-            hxy = np.asarray(peaks.xy[0, :n], np.float64)
-            t3 = time.perf_counter()
-            timing["centres"] = t3 - t2
-            vectors = np.ascontiguousarray(pmap[0].reshape(pmap.shape[1], -1)[:, index].T)
-            if n:
-                out = self.backend.run(DECODE, {"params": vectors})
-                rel = np.ascontiguousarray(out["rotmats"], np.float32)
-                betas = np.ascontiguousarray(out["betas"], np.float32)
-                cam = np.asarray(out["cam"], np.float32)
-            else:
-                rel = np.zeros((0, 24, 3, 3), np.float32)
-                betas = np.zeros((0, 10), np.float32)
-                cam = np.zeros((0, 3), np.float32)
-            t4 = time.perf_counter()
-            timing[DECODE] = t4 - t3
-            vertices, joints = self.lbs_model(betas, rel)
-            timing["lbs"] = time.perf_counter() - t4
+        put = self.placement
+        with self._lock, put.scope():
+            clock = put.stopwatch()
+            x = crop_batch(image, [geom], self.mean, self.std, put)
+            clock.lap("letterbox")
+            maps = {k: put.adopt(v) for k, v in self.backend.run(MAPS, {"images": x}).items()}
+            clock.lap(MAPS)
+            peaks = K.centre_peaks(maps["centre_heatmap"], threshold=spec.threshold
+                                   if threshold is None else float(threshold),
+                                   max_peaks=limit, window=spec.window)
+            clock.lap("centres")
+            # every slot is decoded (unused ones read pixel 0): K is small, and the number of
+            # people need not reach the host before the end of the frame
+            out = {k: put.adopt(v) for k, v in self.backend.run(
+                DECODE, {"param_map": maps["param_map"], "index": peaks.index}).items()}
+            clock.lap(DECODE)
+            vertices, joints = self.lbs_model(out["betas"], out["rotmats"])
+            clock.lap("lbs")
+            host = put.download({"rotmats": out["rotmats"], "betas": out["betas"],
+                                 "cam": out["cam"], "vertices": vertices, "joints": joints,
+                                 "count": peaks.count, "scores": peaks.scores, "xy": peaks.xy})
+            clock.lap("download")
+        timing = clock.result()
+        if not put.device_resident:
+            timing.pop("download", None)
+        n = int(np.asarray(host["count"])[0])
+        rel = np.ascontiguousarray(np.asarray(host["rotmats"], np.float32)[:n])
+        hxy = np.asarray(host["xy"], np.float64)[0, :n]
         # heatmap pixel -> input pixel (pixel centres at integers) -> frame pixel
         inp = (hxy + 0.5) * spec.stride - 0.5
-        centres = inp @ geom.crop_to_image()[:, :2].T + geom.crop_to_image()[:, 2]
-        return {"rel_rotmats": rel, "betas": betas, "cam": cam,
-                "vertices": np.asarray(vertices), "joints": np.asarray(joints),
+        affine = geom.crop_to_image()
+        return {"rel_rotmats": rel,
+                "betas": np.ascontiguousarray(np.asarray(host["betas"], np.float32)[:n]),
+                "cam": np.asarray(host["cam"], np.float32)[:n],
+                "vertices": np.asarray(host["vertices"], np.float32)[:n],
+                "joints": np.asarray(host["joints"], np.float32)[:n],
                 "omega": np.full((n, 24), np.nan, np.float32), "best": np.full(n, -1, np.int64),
-                "match_scores": None, "scores": scores, "centres": centres, "geometry": geom,
+                "match_scores": None,
+                "scores": np.asarray(host["scores"], np.float32)[0, :n],
+                "centres": inp @ affine[:, :2].T + affine[:, 2], "geometry": geom,
                 "timing": timing}

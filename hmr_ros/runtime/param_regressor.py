@@ -158,10 +158,12 @@ def open_regressor(model_dir: Union[str, Path], body, backend: str = "auto", **o
     from .vishmr import VisHMRRunner
 
     manifest = load_manifest(model_dir)  # verified once, handed to the backend
-    if manifest.model in PARAM_MODELS + BOTTOM_UP_MODELS:
+    if manifest.model in BOTTOM_UP_MODELS:
+        return BottomUpRunner(model_dir, body, backend=backend, manifest=manifest, **options)
+    if manifest.model in PARAM_MODELS:
         options.pop("device_resident", None)
-        runner = BottomUpRunner if manifest.model in BOTTOM_UP_MODELS else ParamRegressorRunner
-        return runner(model_dir, body, backend=backend, manifest=manifest, **options)
+        return ParamRegressorRunner(model_dir, body, backend=backend, manifest=manifest,
+                                    **options)
     if manifest.model != "vishmr":
         raise EngineError(f"{model_dir}: unknown model '{manifest.model}' (known: vishmr, "
                           f"{', '.join(PARAM_MODELS + BOTTOM_UP_MODELS)})")
