@@ -305,8 +305,10 @@ class InstanceHMR(nn.Module):
         orient6d = vectors[:, _ORIENT][:, list(_RELEASE_6D_TO_OURS)]
         orient = ops.rot6d_to_matrix(orient6d)[:, None]
         body = ops.axis_angle_to_matrix(vectors[:, _BODY].reshape(n, _BODY_JOINTS, 3))
-        hands = torch.eye(3, dtype=vectors.dtype, device=vectors.device).expand(
-            n, NUM_JOINTS - 1 - _BODY_JOINTS, 3, 3)
+        # identity hands by broadcasting (not expand(n, ...)), so exported shapes stay static
+        eye = torch.eye(3, dtype=vectors.dtype, device=vectors.device)
+        hands = torch.zeros_like(vectors[:, :1])[:, :, None, None] + eye.expand(
+            NUM_JOINTS - 1 - _BODY_JOINTS, 3, 3)
         return {"rotmats": torch.cat([orient, body, hands], 1), "betas": vectors[:, _BETAS],
                 "cam": cam}
 
