@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Dict, Mapping, Union
 
 from .errors import ExportError
 from .manifest import Manifest, StageSpec
@@ -128,3 +128,215 @@ def export_dpmesh(model, out_dir: Union[str, Path], *, body, opset: int = 17,
     )
     manifest.save(out)
     return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# The authors' checkpoint
+# --------------------------------------------------------------------------------------------
+
+#: reference name prefix -> ours, for the DPMesh-specific modules (longest prefix first)
+REFERENCE_PREFIXES = (
+    ("backbone.outmodules.", "head.outmodules."),
+    ("kp_lifting.", "backbone.keypoint_prompt."),
+    ("transformer.encoder.layers.", "head.encoder.layers."),
+    ("transformer.decoder.layers.", "head.decoder_layers."),
+    ("transformer.decoder.norm.", "head.decoder_norm."),
+    ("transformer.decoder.joint_img_regress.", "head.joint_img_regress."),
+    ("transformer.decoder.fc_pos_3d.", "head.fc_pos_3d."),
+    ("transformer.smpl_tgt", "head.smpl_tgt"),
+    ("transformer.kp_tgt", "head.kp_tgt"),
+    ("cascade_shaoe_out.", "head.cascade_shape_out."),  # sic, the authors' spelling
+    ("vqvae.codebook", "head.vqvae.codebook"),
+    ("vqvae.decoder_token_mlp.", "head.vqvae.decoder_token_mlp."),
+    ("vqvae.decoder_start.", "head.vqvae.decoder_start."),
+    ("vqvae.decoder_layer_norm.", "head.vqvae.decoder_layer_norm."),
+    ("vqvae.decoder.", "head.vqvae.decoder."),
+    ("vqvae.recover_embed.", "head.vqvae.recover_embed."),
+)
+#: same name under ``head.``
+REFERENCE_HEAD_NAMES = ("spose_shape_cam_param", "exponent", "query.", "down_linear.",
+                        "conv2d_to_3d.", "conv_3d_coord.", "refine_3d.", "cascade_root_pose_out.",
+                        "cascade_pose_out.", "cascade_cam_out.")
+#: reference entries with no counterpart: the VQ-VAE's encoder and EMA state (pose-prior
+#: pre-training only), the stored sinusoid table (recomputed), the frozen CLIP text encoder
+REFERENCE_UNUSED = ("vqvae.start_embed.", "vqvae.encoder.", "vqvae.encoder_layer_norm.",
+                    "vqvae.token_mlp.", "vqvae.feature_embed.", "vqvae.ema_", "pos_embed_1d.",
+                    "backbone.sd_model.cond_stage_model.", "vposer.")
+#: where the diffusion weights sit in the authors' checkpoint (LDM layout below it)
+SD_PREFIX = "backbone.sd_model."
+
+
+def reference_to_ours(name: str) -> Union[str, None]:
+    """Our parameter name for a DPMesh-specific reference name; None for the unused ones.
+    Raises KeyError for a name this mapping does not know (a different reference layout)."""
+    for ref, ours in REFERENCE_PREFIXES:
+        if name.startswith(ref):
+            return ours + name[len(ref):]
+    if name.startswith(REFERENCE_HEAD_NAMES):
+        return "head." + name
+    if name.startswith(REFERENCE_UNUSED):
+        return None
+    raise KeyError(name)
+
+
+def _read_state(path) -> Dict[str, "object"]:
+    """A state dict from a .safetensors / .ckpt / .pth(.tar) file or a diffusers folder,
+    unwrapped from 'network' / 'state_dict' / 'model' and the DDP 'module.' prefix."""
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"):
+            if (path / name).exists():
+                return _read_state(path / name)
+        raise ExportError(f"{path}: no diffusion_pytorch_model.safetensors/.bin in the folder")
+    if not path.exists():
+        raise ExportError(f"{path}: no such checkpoint")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(path))
+    else:
+        state = torch.load(str(path), map_location="cpu", weights_only=False)
+    for key in ("network", "state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ExportError(f"{path}: not a state dict ({type(state).__name__})")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def merge_lora(state: Dict[str, "object"]) -> Dict[str, "object"]:
+    """Folds lora_diffusion's injected layers (``X.linear.weight`` + ``X.lora_up.weight @
+    X.lora_down.weight``, scale 1 as the authors inject them) into plain ``X.weight``."""
+    out = {}
+    for key, value in state.items():
+        if ".lora_down." in key or ".lora_up." in key:
+            continue
+        if ".linear." in key:
+            stem = key[: key.index(".linear.")]
+            leaf = key[key.index(".linear.") + len(".linear."):]
+            up, down = state.get(f"{stem}.lora_up.weight"), state.get(f"{stem}.lora_down.weight")
+            if up is not None and down is not None:
+                if leaf == "weight":
+                    value = value + (up.float() @ down.float()).to(value.dtype)
+                out[f"{stem}.{leaf}"] = value
+                continue
+        out[key] = value
+    return out
+
+
+def _is_diffusers(state, marker: str) -> bool:
+    return marker in state
+
+
+def _diffusion_weights(model, ldm: Dict[str, "object"], sources: Dict[str, "object"]
+                       ) -> Dict[str, "object"]:
+    """Our ``backbone.{unet,controlnet,vae_*}`` weights from the LDM-layout entries of the
+    authors' checkpoint and/or separate files (SD 1.5 single file, ControlNet file, diffusers
+    folders), converted with diffusers' own single-file converters."""
+    from diffusers.loaders.single_file_utils import (convert_controlnet_checkpoint,
+                                                     convert_ldm_unet_checkpoint,
+                                                     convert_ldm_vae_checkpoint)
+
+    backbone = model.backbone
+    cfg = model.config
+    out: Dict[str, object] = {}
+    parts = {
+        "unet": ("model.diffusion_model.", "conv_in.weight", convert_ldm_unet_checkpoint,
+                 dict(backbone.unet.config)),
+        "controlnet": ("control_model.", "controlnet_mid_block.weight",
+                       convert_controlnet_checkpoint, dict(backbone.controlnet.config)),
+        "vae": ("first_stage_model.", "encoder.conv_in.weight", convert_ldm_vae_checkpoint,
+                {"down_block_types": cfg.vae_encoder_kwargs()["down_block_types"],
+                 "up_block_types": ()}),
+    }
+    for part, (prefix, marker, convert, config) in parts.items():
+        state = sources.get(part)
+        if state is None:
+            state = {k: v for k, v in ldm.items() if k.startswith(prefix)}
+        if not state:
+            raise ExportError(f"no {part} weights: the DPMesh checkpoint holds none under "
+                              f"'{SD_PREFIX}{prefix}' and no separate {part} file was given")
+        if not _is_diffusers(state, marker):
+            if part == "vae" and not any(k.startswith(prefix) for k in state):
+                state = {prefix + k: v for k, v in state.items()}
+            if part == "unet" and not any(k.startswith(prefix) for k in state):
+                state = {prefix + k: v for k, v in state.items()}
+            state = convert(merge_lora(state), config)
+        state = {k: v for k, v in state.items() if v is not None}
+        if part == "vae":
+            for k, v in state.items():
+                if k.startswith("encoder."):
+                    out["backbone.vae_encoder." + k[len("encoder."):]] = v
+                elif k.startswith("quant_conv."):
+                    out["backbone.vae_quant_conv." + k[len("quant_conv."):]] = v
+        else:
+            for k, v in state.items():
+                if not k.startswith("controlnet_cond_embedding."):
+                    out[f"backbone.{part}.{k}"] = v
+    return out
+
+
+def _check_and_load(model, state: Dict[str, "object"]) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+             for k in sorted(set(state) & set(expected))
+             if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        def head(items):
+            return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
+        raise ExportError("checkpoint does not fit DPMesh(config): "
+                          + "; ".join(f"{what} [{head(items)}]" for what, items in
+                                      (("missing", missing), ("unexpected", unexpected),
+                                       ("shape mismatch", wrong)) if items))
+    model.load_state_dict(state, strict=True)
+
+
+def load_dpmesh_checkpoint(model, *, dpmesh_ckpt, sd_unet=None, controlnet=None, vae=None):
+    """Fills ``model`` (a `DPMesh`) from the authors' checkpoint, the diffusion parts from it
+    or from the given files; every key and shape is checked (``ExportError`` lists the
+    mismatches). Returns the model."""
+    state = _read_state(dpmesh_ckpt)
+    ours: Dict[str, object] = {}
+    ldm: Dict[str, object] = {}
+    unknown = []
+    for name, value in state.items():
+        if name.startswith(SD_PREFIX):
+            ldm[name[len(SD_PREFIX):]] = value
+            continue
+        try:
+            target = reference_to_ours(name)
+        except KeyError:
+            unknown.append(name)
+            continue
+        if target is not None:
+            ours[target] = value
+    if unknown:
+        vposer = " (a VPoser pose decoder: the released evaluation model, not supported)" if any(
+            "vposer" in k for k in unknown) else ""
+        raise ExportError(f"{dpmesh_ckpt}: {len(unknown)} entries outside the DPMesh layout"
+                          f"{vposer}: {', '.join(sorted(unknown)[:8])}")
+    sources = {part: _read_state(path) for part, path in
+               (("unet", sd_unet), ("controlnet", controlnet), ("vae", vae)) if path is not None}
+    ours.update(_diffusion_weights(model, ldm, sources))
+    _check_and_load(model, ours)
+    return model
+
+
+def import_dpmesh_checkpoint(*, dpmesh_ckpt, out_dir: Union[str, Path], body, sd_unet=None,
+                             controlnet=None, vae=None, config=None, fp16_unet: bool = True,
+                             check_tensorrt: bool = True) -> Manifest:
+    """``hmr-ros import-checkpoint --model dpmesh``: builds `DPMesh` (``config`` or the full
+    size), loads the authors' checkpoint (``dpmesh_ckpt``: their ``*_ckpt.pth.tar``, whose
+    ``backbone.sd_model.*`` already hold the LoRA-tuned U-Net, the ControlNet and the VAE
+    encoder; ``sd_unet`` / ``controlnet`` / ``vae``: SD 1.5 / ControlNet single files or
+    diffusers folders, used instead of -- or where missing from -- it) and exports it."""
+    from hmr_ros.models.dpmesh import DPMesh, DPMeshConfig
+
+    model = DPMesh(config or DPMeshConfig.full())
+    load_dpmesh_checkpoint(model, dpmesh_ckpt=dpmesh_ckpt, sd_unet=sd_unet,
+                           controlnet=controlnet, vae=vae)
+    return export_dpmesh(model, out_dir, body=body, fp16_unet=fp16_unet,
+                         check_tensorrt=check_tensorrt)
