@@ -161,7 +161,7 @@ REFERENCE_HEAD_NAMES = ("spose_shape_cam_param", "exponent", "query.", "down_lin
 #: pre-training only), the stored sinusoid table (recomputed), the frozen CLIP text encoder
 REFERENCE_UNUSED = ("vqvae.start_embed.", "vqvae.encoder.", "vqvae.encoder_layer_norm.",
                     "vqvae.token_mlp.", "vqvae.feature_embed.", "vqvae.ema_", "pos_embed_1d.",
-                    "backbone.sd_model.cond_stage_model.", "vposer.")
+                    "backbone.sd_model.cond_stage_model.")
 #: where the diffusion weights sit in the authors' checkpoint (LDM layout below it)
 SD_PREFIX = "backbone.sd_model."
 
@@ -225,10 +225,6 @@ def merge_lora(state: Dict[str, "object"]) -> Dict[str, "object"]:
     return out
 
 
-def _is_diffusers(state, marker: str) -> bool:
-    return marker in state
-
-
 def _diffusion_weights(model, ldm: Dict[str, "object"], sources: Dict[str, "object"]
                        ) -> Dict[str, "object"]:
     """Our ``backbone.{unet,controlnet,vae_*}`` weights from the LDM-layout entries of the
@@ -257,7 +253,7 @@ def _diffusion_weights(model, ldm: Dict[str, "object"], sources: Dict[str, "obje
         if not state:
             raise ExportError(f"no {part} weights: the DPMesh checkpoint holds none under "
                               f"'{SD_PREFIX}{prefix}' and no separate {part} file was given")
-        if not _is_diffusers(state, marker):
+        if marker not in state:  # LDM layout
             if part == "vae" and not any(k.startswith(prefix) for k in state):
                 state = {prefix + k: v for k, v in state.items()}
             if part == "unet" and not any(k.startswith(prefix) for k in state):
@@ -299,6 +295,10 @@ def load_dpmesh_checkpoint(model, *, dpmesh_ckpt, sd_unet=None, controlnet=None,
     or from the given files; every key and shape is checked (``ExportError`` lists the
     mismatches). Returns the model."""
     state = _read_state(dpmesh_ckpt)
+    if any(k.startswith("vposer.") for k in state):
+        raise ExportError(f"{dpmesh_ckpt}: a VPoser pose decoder (the authors' released "
+                          f"evaluation model, common/model.py) -- only the VQ pose-prior variant "
+                          f"of the paper (common/vq_model.py) is implemented")
     ours: Dict[str, object] = {}
     ldm: Dict[str, object] = {}
     unknown = []
@@ -314,10 +314,8 @@ def load_dpmesh_checkpoint(model, *, dpmesh_ckpt, sd_unet=None, controlnet=None,
         if target is not None:
             ours[target] = value
     if unknown:
-        vposer = " (a VPoser pose decoder: the released evaluation model, not supported)" if any(
-            "vposer" in k for k in unknown) else ""
-        raise ExportError(f"{dpmesh_ckpt}: {len(unknown)} entries outside the DPMesh layout"
-                          f"{vposer}: {', '.join(sorted(unknown)[:8])}")
+        raise ExportError(f"{dpmesh_ckpt}: {len(unknown)} entries outside the DPMesh layout: "
+                          f"{', '.join(sorted(unknown)[:8])}")
     sources = {part: _read_state(path) for part, path in
                (("unet", sd_unet), ("controlnet", controlnet), ("vae", vae)) if path is not None}
     ours.update(_diffusion_weights(model, ldm, sources))
