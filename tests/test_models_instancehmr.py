@@ -185,10 +185,10 @@ def test_overfits_a_fixed_batch(body_lbs):
     """Every term of eq. 5 falls on a fixed tiny batch -- but the prior |β|², which grows as β
     fits the ground truth's non-zero shapes."""
     torch.manual_seed(0)
-    cfg = _tiny()
+    cfg = _tiny(input_size=96)  # 12 x 12 maps: enough for two or three people, quick
     model = InstanceHMR(cfg).train()
     loss_fn = InstanceHMRLoss(body_lbs)
-    targets = build_targets(_synthetic_batch(2), cfg)
+    targets = build_targets(_synthetic_batch(2, size=96), cfg)
     images = targets.pop("images")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     history = []
@@ -217,8 +217,9 @@ def test_export_matches_torch_and_passes_the_tensorrt_op_check(tmp_path):
     centres = manifest.heads["centres"]
     assert centres["stride"] == 8 and manifest.heads["param_dim"] == PARAM_DIM
     decode = manifest.stages["decode"]
-    assert [t.shape for t in decode.outputs] == [("batch", 24, 3, 3), ("batch", 10),
-                                                 ("batch", 3)]
+    assert [(t.name, t.dtype) for t in decode.inputs] == [("param_map", "float32"),
+                                                          ("index", "int32")]
+    assert [t.shape[1:] for t in decode.outputs] == [(24, 3, 3), (10,), (3,)]
     saved = json.loads((tmp_path / "manifest.json").read_text())
     assert saved["heads"]["bottom_up"] is True
     # an independent run: the graph of a real image batch and 7 decoded people
@@ -229,15 +230,18 @@ def test_export_matches_torch_and_passes_the_tensorrt_op_check(tmp_path):
     prob, params = sess.run(None, {"images": images.numpy()})
     np.testing.assert_allclose(prob, torch.sigmoid(out["centre_heatmap"]).numpy(), atol=1e-4)
     np.testing.assert_allclose(params, out["param_map"].numpy(), atol=1e-3)
-    vectors = torch.from_numpy(params[0, :, 2, 3:10].T.copy())
+    # the runtime's peaks: flat indices row * w + column, -1 for an empty slot
+    index = np.array([[2 * 16 + 3, 0, 15 * 16 + 15, 7 * 16 + 9, -1, -1, 5]], np.int32)
     sess = ort.InferenceSession(str(tmp_path / "decode.onnx"),
                                 providers=["CPUExecutionProvider"])
-    rotmats, betas, cam = sess.run(None, {"params": vectors.numpy()})
+    rotmats, betas, cam = sess.run(None, {"param_map": params, "index": index})
+    cells = np.maximum(index[0], 0)
+    vectors = torch.from_numpy(params[0].reshape(PARAM_DIM, -1)[:, cells].T.copy())
     expected = InstanceHMR.decode_params(vectors)
     assert rotmats.shape == (7, 24, 3, 3)
     np.testing.assert_allclose(rotmats, expected["rotmats"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(betas, expected["betas"].numpy(), atol=1e-6)
     np.testing.assert_allclose(cam, expected["cam"].numpy(), atol=1e-5)
-
 
 def test_import_release_checkpoint_round_trip(tmp_path):
     """A checkpoint in the release's format (DataParallel keys under 'model_state_dict', SMPL

@@ -1,10 +1,11 @@
 """Export InstanceHMR (paper 002) as two graphs, and import the authors' released checkpoint.
 
 ``maps.onnx``: ``images`` (B x 3 x S x S, letterboxed whole frame) -> ``centre_heatmap`` (sigmoid
-probabilities, B x 1 x h x w) and ``param_map`` (B x 82 x h x w). ``decode.onnx``: ``params``
-(N x 82, the vectors the runtime reads at the centre peaks; N dynamic) -> ``rotmats``, ``betas``,
-``cam``. Peak finding runs between them as a kernel (`hmr_ros.kernels.centres`), never in a
-graph, so the maps graph keeps static shapes for TensorRT.
+probabilities, B x 1 x h x w) and ``param_map`` (B x 82 x h x w). ``decode.onnx``: ``param_map``
+and ``index`` (B x K int32 flat peak indices, -1 = empty slot; B and K dynamic) -> ``rotmats``,
+``betas``, ``cam`` of the B * K slots (`InstanceHMRGatherDecode`). Peak finding runs between
+them as a kernel (`hmr_ros.kernels.centres`), never in a graph, so the maps graph keeps static
+shapes for TensorRT.
 
 **Released checkpoints** (github DCVL-3D/InstanceHMR_release, ROMP's ``save_single_model``):
 ``torch.save({'model_state_dict': DataParallel(model).state_dict(), 'optimizer_state_dict':
@@ -19,7 +20,7 @@ missing, unexpected and mismatched keys.
 from __future__ import annotations
 
 import pickle
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Dict, List, Mapping, Union
 
@@ -34,7 +35,7 @@ __all__ = ["CENTRE_THRESHOLD", "CheckpointMismatchError", "DECODE_INPUTS", "DECO
 
 MAPS_INPUTS = ("images",)
 MAPS_OUTPUTS = ("centre_heatmap", "param_map")
-DECODE_INPUTS = ("params",)
+DECODE_INPUTS = ("param_map", "index")
 DECODE_OUTPUTS = ("rotmats", "betas", "cam")
 #: the release's ``centermap_conf_thresh`` for evaluation
 CENTRE_THRESHOLD = 0.2
@@ -60,40 +61,59 @@ def _check_parity(path: Path, session, inputs, outputs, args, expected, atol: fl
                               f"(> {atol:g})")
 
 
+def _export_decode(module, args, path: Path, opset: int) -> None:
+    """Like ``_export_one``, with the peak slots K dynamic too (the runtime's ``max_people``)."""
+    import warnings
+
+    import torch
+
+    dynamic = {"param_map": {0: "batch"}, "index": {0: "batch", 1: "slots"},
+               **{name: {0: "people"} for name in DECODE_OUTPUTS}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset,
+                          input_names=list(DECODE_INPUTS), output_names=list(DECODE_OUTPUTS),
+                          dynamic_axes=dynamic, do_constant_folding=True)
+
+
 def export_instancehmr(model, out_dir: Union[str, Path], *, body, opset: int = 17,
                        check_tensorrt: bool = True, parity_atol: float = 1e-3) -> Manifest:
     """Writes ``maps.onnx``, ``decode.onnx`` and ``manifest.json`` (``model: instancehmr``).
 
-    ONNX Runtime must reproduce torch on a batch of 2 images and 5 parameter vectors within
-    ``parity_atol``; a graph TensorRT's parser cannot read raises :class:`ExportError`
+    ONNX Runtime must reproduce torch on a batch of 2 images and their decoded peaks (one slot
+    empty) within ``parity_atol``; a graph TensorRT's parser cannot read raises :class:`ExportError`
     (``check_tensorrt``). The model is put in eval mode.
     """
     import onnxruntime as ort
     import torch
 
     from hmr_ros.models import IMAGE_MEAN, IMAGE_STD
-    from hmr_ros.models.instancehmr import InstanceHMRDecode, InstanceHMRExport
+    from hmr_ros.models.instancehmr import InstanceHMRExport, InstanceHMRGatherDecode
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = model.config
     size = int(cfg.input_size)
     model.eval()
-    maps, decode = InstanceHMRExport(model).eval(), InstanceHMRDecode().eval()
+    maps, decode = InstanceHMRExport(model).eval(), InstanceHMRGatherDecode().eval()
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(2, 3, size, size, generator=gen) * 2 - 1
     with torch.no_grad():
         centre, param_map = maps(images)
-        # real parameter vectors (the map at a few cells), moved off the rest pose
-        params = param_map.flatten(2).transpose(1, 2).reshape(-1, param_map.shape[1])[:5]
-        params = params + 0.3 * torch.randn(params.shape, generator=gen)
-        params[:, 0] = params[:, 0].abs() + 0.1  # a weak-perspective scale is positive
+        # real maps moved off the rest pose (a weak-perspective scale stays positive), and
+        # peaks at random cells with an empty slot
+        param_map = param_map + 0.3 * torch.randn(param_map.shape, generator=gen)
+        param_map[:, 0] = param_map[:, 0].abs() + 0.1
+        cells = param_map.shape[-2] * param_map.shape[-1]
+        index = torch.randint(0, cells, (2, 3), generator=gen, dtype=torch.int32)
+        index[1, 2] = -1
         jobs = (("maps", maps, (images,), MAPS_INPUTS, MAPS_OUTPUTS),
-                ("decode", decode, (params,), DECODE_INPUTS, DECODE_OUTPUTS))
+                ("decode", decode, (param_map, index), DECODE_INPUTS, DECODE_OUTPUTS))
         expected = {name: [t.numpy() for t in module(*args)]
                     for name, module, args, _, _ in jobs}
-        for name, module, args, inputs, outputs in jobs:
-            _export_one(module, args, out / f"{name}.onnx", inputs, outputs, opset)
+        _export_one(maps, (images,), out / "maps.onnx", MAPS_INPUTS, MAPS_OUTPUTS, opset)
+        _export_decode(decode, (param_map, index), out / "decode.onnx", opset)
     stages = {}
     for name, _, args, inputs, outputs in jobs:
         path = out / f"{name}.onnx"
@@ -104,8 +124,9 @@ def export_instancehmr(model, out_dir: Union[str, Path], *, body, opset: int = 1
                                   + "; ".join(map(str, problems)))
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         _check_parity(path, sess, inputs, outputs, args, expected[name], parity_atol)
-        stages[name] = StageSpec(file=path.name, sha256=sha256_of(path),
-                                 inputs=_specs(sess.get_inputs(), inputs),
+        input_specs = tuple(replace(t, dtype="int32") if t.name == "index" else t
+                            for t in _specs(sess.get_inputs(), inputs))
+        stages[name] = StageSpec(file=path.name, sha256=sha256_of(path), inputs=input_specs,
                                  outputs=_specs(sess.get_outputs(), outputs))
     map_size = int(param_map.shape[-1])
     manifest = Manifest(

@@ -9,7 +9,8 @@ One pass over the whole (letterboxed, square) image predicts, at stride 8 (64 x 
   visible joints are projected (``P_C``, ``P_J``) and pulled / pushed by eq. 1-2, so that the
   maps learn who owns which joint;
 * an SMPL parameter map built from the backbone, both heatmaps and both instance maps; the
-  runtime reads it at the detected centre peaks (ROMP's parsing).
+  runtime reads it at the detected centre peaks (ROMP's parsing; :class:`InstanceHMRGatherDecode`
+  is that read plus :meth:`InstanceHMR.decode_params`, the exported ``decode`` graph).
 
 **Layout = the authors' release** (github DCVL-3D/InstanceHMR_release, ROMP v1 head): module names
 and shapes follow its ``ROMP`` class, so a released ``state_dict`` loads key for key (the
@@ -51,9 +52,9 @@ from .camera import weak_perspective_project
 from .hrnet import HRNetW32
 
 __all__ = ["CAM_SCALE_INIT", "INSTANCEHMR_BACKBONES", "InstanceHMR", "InstanceHMRConfig",
-           "InstanceHMRDecode", "InstanceHMRExport", "InstanceHMRLoss", "InstanceHMRLossWeights",
-           "PARAM_DIM", "TORSO_JOINTS", "build_targets", "focal_heatmap_loss",
-           "instance_contrastive_loss", "procrustes_align"]
+           "InstanceHMRDecode", "InstanceHMRExport", "InstanceHMRGatherDecode", "InstanceHMRLoss",
+           "InstanceHMRLossWeights", "PARAM_DIM", "TORSO_JOINTS", "build_targets",
+           "focal_heatmap_loss", "instance_contrastive_loss", "procrustes_align"]
 
 INSTANCEHMR_BACKBONES = ("hrnet_w32", "resnet50", "tiny")
 #: (cam 3, global orientation 6D 6, body pose axis-angle 21x3, betas 10), the release's order
@@ -326,10 +327,25 @@ class InstanceHMRExport(nn.Module):
 
 
 class InstanceHMRDecode(nn.Module):
-    """``decode`` graph: N x 82 parameter vectors -> (rotmats, betas, cam)."""
+    """N x 82 parameter vectors -> (rotmats, betas, cam)."""
 
     def forward(self, params: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         out = InstanceHMR.decode_params(params)
+        return out["rotmats"], out["betas"], out["cam"]
+
+
+class InstanceHMRGatherDecode(nn.Module):
+    """``decode`` graph: the parameter map (B x 82 x h x w) and the centre peaks' flat indices
+    (B x K int32, ``row * w + column``, -1 for an empty slot, as `hmr_ros.kernels.centre_peaks`
+    returns them) -> (rotmats, betas, cam) of all B * K slots, image-major. Empty slots read
+    pixel 0 (the runtime keeps the first ``count`` of each image), so the gather stays on the
+    device and nobody waits for the number of people before the end of the frame."""
+
+    def forward(self, param_map: Tensor, index: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        # PARAM_DIM, not the traced shape, so the exported outputs keep static inner dims
+        flat = index.clamp_min(0).long()[:, None, :].expand(-1, PARAM_DIM, -1)
+        vectors = param_map.flatten(2).gather(2, flat).transpose(1, 2).reshape(-1, PARAM_DIM)
+        out = InstanceHMR.decode_params(vectors)
         return out["rotmats"], out["betas"], out["cam"]
 
 
