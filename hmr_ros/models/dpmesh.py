@@ -769,7 +769,8 @@ class DPMesh(nn.Module):
     camera, ``camera.py``), and ``vq_logits``, ``joint_img``, ``fused``, ``body_matrices``.
 
     While training, keypoints are perturbed (``perturb_keypoints``: jitter + dropped joints)
-    unless ``clean_keypoints=True`` (the NKR teacher's view)."""
+    unless ``clean_keypoints=True`` (the NKR teacher's view), drawn from ``generator`` (a CPU
+    generator; the trainer keys one by step so a resumed run draws the same noise)."""
 
     def __init__(self, config: DPMeshConfig) -> None:
         super().__init__()
@@ -777,8 +778,8 @@ class DPMesh(nn.Module):
         self.backbone = DPMeshBackbone(config)
         self.head = DPMeshHead(config)
 
-    def forward(self, images: Tensor, keypoints: Tensor,
-                clean_keypoints: bool = False) -> Dict[str, Tensor]:
+    def forward(self, images: Tensor, keypoints: Tensor, clean_keypoints: bool = False,
+                generator: Optional[torch.Generator] = None) -> Dict[str, Tensor]:
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be B x 3 x S x S, got {tuple(images.shape)}")
         if keypoints.dim() != 3 or keypoints.shape[1:] != (17, 3) or (
@@ -787,7 +788,7 @@ class DPMesh(nn.Module):
                              f"{tuple(keypoints.shape)}")
         if self.training and not clean_keypoints:
             keypoints = perturb_keypoints(keypoints, self.config.keypoint_jitter,
-                                          self.config.keypoint_drop)
+                                          self.config.keypoint_drop, generator)
         features = self.backbone(images, keypoints)
         return self.head.forward_dict(features)
 
