@@ -217,9 +217,11 @@ def test_export_matches_torch_and_passes_the_tensorrt_op_check(tmp_path):
     centres = manifest.heads["centres"]
     assert centres["stride"] == 8 and manifest.heads["param_dim"] == PARAM_DIM
     decode = manifest.stages["decode"]
-    assert [(t.name, t.dtype) for t in decode.inputs] == [("param_map", "float32"),
-                                                          ("index", "int32")]
-    assert [t.shape[1:] for t in decode.outputs] == [(24, 3, 3), (10,), (3,)]
+    assert [(t.name, t.shape, t.dtype) for t in decode.inputs] == [
+        ("param_map", ("batch", PARAM_DIM, 16, 16), "float32"),
+        ("index", ("batch", "slots"), "int32")]
+    assert [t.shape for t in decode.outputs] == [("people", 24, 3, 3), ("people", 10),
+                                                 ("people", 3)]
     saved = json.loads((tmp_path / "manifest.json").read_text())
     assert saved["heads"]["bottom_up"] is True
     # an independent run: the graph of a real image batch and 7 decoded people

@@ -77,6 +77,15 @@ def _export_decode(module, args, path: Path, opset: int) -> None:
                           dynamic_axes=dynamic, do_constant_folding=True)
 
 
+def _decode_specs(inputs, outputs):
+    """The decode graph's axes by name: ``index`` is (batch, slots) int32, the outputs have one
+    row per slot of every image (``people`` = batch x slots), not ``batch`` rows."""
+    inputs = tuple(replace(t, shape=("batch", "slots"), dtype="int32") if t.name == "index"
+                   else t for t in inputs)
+    outputs = tuple(replace(t, shape=("people",) + tuple(t.shape[1:])) for t in outputs)
+    return inputs, outputs
+
+
 def export_instancehmr(model, out_dir: Union[str, Path], *, body, opset: int = 17,
                        check_tensorrt: bool = True, parity_atol: float = 1e-3) -> Manifest:
     """Writes ``maps.onnx``, ``decode.onnx`` and ``manifest.json`` (``model: instancehmr``).
@@ -124,10 +133,12 @@ def export_instancehmr(model, out_dir: Union[str, Path], *, body, opset: int = 1
                                   + "; ".join(map(str, problems)))
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         _check_parity(path, sess, inputs, outputs, args, expected[name], parity_atol)
-        input_specs = tuple(replace(t, dtype="int32") if t.name == "index" else t
-                            for t in _specs(sess.get_inputs(), inputs))
+        input_specs, output_specs = _specs(sess.get_inputs(), inputs), _specs(
+            sess.get_outputs(), outputs)
+        if name == "decode":
+            input_specs, output_specs = _decode_specs(input_specs, output_specs)
         stages[name] = StageSpec(file=path.name, sha256=sha256_of(path), inputs=input_specs,
-                                 outputs=_specs(sess.get_outputs(), outputs))
+                                 outputs=output_specs)
     map_size = int(param_map.shape[-1])
     manifest = Manifest(
         model="instancehmr",
