@@ -12,7 +12,8 @@ import torch
 
 pytest.importorskip("diffusers")
 
-from hmr_ros.export.dpmesh_export import (ExportError, export_dpmesh,  # noqa: E402
+from hmr_ros.export.dpmesh_export import (ExportError, check_state,  # noqa: E402
+                                          convert_dpmesh_state, export_dpmesh,
                                           load_dpmesh_checkpoint, merge_lora,
                                           reference_to_ours, REFERENCE_HEAD_NAMES,
                                           REFERENCE_PREFIXES)
@@ -25,6 +26,7 @@ from hmr_ros.models.dpmesh import (DPMESH_FEATURES, DPMESH_JOINTS, DPMesh,  # no
                                    teacher_copy)
 
 REFERENCE_KEYS = Path(__file__).parent / "data" / "dpmesh_reference_keys.txt"
+REFERENCE_LDM_KEYS = Path(__file__).parent / "data" / "dpmesh_reference_ldm_keys.txt"
 CROP = DPMeshConfig.tiny().crop_size
 
 
@@ -253,14 +255,17 @@ def test_full_size_parameter_counts_on_meta(full_meta):
     assert bb.keypoint_prompt.weight.shape == (768, 2)
 
 
+def _reference_entries(path: Path):
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, shape = line.split()
+            yield name, () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
+
+
 def test_reference_keys_and_shapes_match_full_size(full_meta):
     ours = {k: tuple(v.shape) for k, v in full_meta.state_dict().items()}
     mapped = set()
-    for line in REFERENCE_KEYS.read_text().splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, shape = line.split()
-        shape = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
+    for name, shape in _reference_entries(REFERENCE_KEYS):
         target = reference_to_ours(name)
         if target is None:
             continue
@@ -270,6 +275,20 @@ def test_reference_keys_and_shapes_match_full_size(full_meta):
     # every DPMesh-specific entry of ours comes from the reference
     specific = {k for k in ours if k.startswith("head.") or k.startswith("backbone.keypoint_prompt")}
     assert specific == mapped
+
+
+def test_the_authors_full_checkpoint_layout_converts_onto_ours(full_meta):
+    """Every entry of the authors' checkpoint -- DPMesh-specific names and the LDM-layout
+    U-Net (with LoRA), ControlNet and VAE encoder -- as meta tensors: the conversion (LoRA
+    folding, diffusers' single-file converters, renames) gives exactly our full-size keys and
+    shapes."""
+    state = {name: torch.empty(shape, device="meta")
+             for path in (REFERENCE_KEYS, REFERENCE_LDM_KEYS)
+             for name, shape in _reference_entries(path)}
+    # 16 transformer blocks x 9 linears (q, k, v, out of both attentions, GEGLU proj)
+    assert sum("lora_up" in k for k in state) == 144
+    converted = convert_dpmesh_state(full_meta, state)
+    check_state(full_meta, converted)
 
 
 def _reference_name(ours: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, Mapping, Union
+from typing import Dict, Mapping, Optional, Union
 
 from .errors import ExportError
 from .manifest import Manifest, StageSpec
@@ -273,7 +273,9 @@ def _diffusion_weights(model, ldm: Dict[str, "object"], sources: Dict[str, "obje
     return out
 
 
-def _check_and_load(model, state: Dict[str, "object"]) -> None:
+def check_state(model, state: Dict[str, "object"]) -> None:
+    """Raises ``ExportError`` naming the missing, unexpected and mis-shaped entries of
+    ``state`` against ``model.state_dict()`` (works on meta tensors: no values are read)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -287,18 +289,19 @@ def _check_and_load(model, state: Dict[str, "object"]) -> None:
                           + "; ".join(f"{what} [{head(items)}]" for what, items in
                                       (("missing", missing), ("unexpected", unexpected),
                                        ("shape mismatch", wrong)) if items))
-    model.load_state_dict(state, strict=True)
 
 
-def load_dpmesh_checkpoint(model, *, dpmesh_ckpt, sd_unet=None, controlnet=None, vae=None):
-    """Fills ``model`` (a `DPMesh`) from the authors' checkpoint, the diffusion parts from it
-    or from the given files; every key and shape is checked (``ExportError`` lists the
-    mismatches). Returns the model."""
-    state = _read_state(dpmesh_ckpt)
+def convert_dpmesh_state(model, state: Dict[str, "object"],
+                         sources: Optional[Dict[str, Dict[str, "object"]]] = None
+                         ) -> Dict[str, "object"]:
+    """The authors' checkpoint (``module.`` stripped) -> our state dict for ``model``: the
+    DPMesh-specific entries renamed, the LDM-layout diffusion parts under
+    ``backbone.sd_model.`` (or ``sources[part]`` for part in unet / controlnet / vae) LoRA-folded
+    and converted with diffusers."""
     if any(k.startswith("vposer.") for k in state):
-        raise ExportError(f"{dpmesh_ckpt}: a VPoser pose decoder (the authors' released "
-                          f"evaluation model, common/model.py) -- only the VQ pose-prior variant "
-                          f"of the paper (common/vq_model.py) is implemented")
+        raise ExportError("a VPoser pose decoder (the authors' released evaluation model, "
+                          "common/model.py): only the VQ pose-prior variant of the paper "
+                          "(common/vq_model.py) is implemented")
     ours: Dict[str, object] = {}
     ldm: Dict[str, object] = {}
     unknown = []
@@ -314,12 +317,24 @@ def load_dpmesh_checkpoint(model, *, dpmesh_ckpt, sd_unet=None, controlnet=None,
         if target is not None:
             ours[target] = value
     if unknown:
-        raise ExportError(f"{dpmesh_ckpt}: {len(unknown)} entries outside the DPMesh layout: "
+        raise ExportError(f"{len(unknown)} entries outside the DPMesh layout: "
                           f"{', '.join(sorted(unknown)[:8])}")
+    ours.update(_diffusion_weights(model, ldm, sources or {}))
+    return ours
+
+
+def load_dpmesh_checkpoint(model, *, dpmesh_ckpt, sd_unet=None, controlnet=None, vae=None):
+    """Fills ``model`` (a `DPMesh`) from the authors' checkpoint, the diffusion parts from it
+    or from the given files; every key and shape is checked (``ExportError`` lists the
+    mismatches). Returns the model."""
     sources = {part: _read_state(path) for part, path in
                (("unet", sd_unet), ("controlnet", controlnet), ("vae", vae)) if path is not None}
-    ours.update(_diffusion_weights(model, ldm, sources))
-    _check_and_load(model, ours)
+    try:
+        state = convert_dpmesh_state(model, _read_state(dpmesh_ckpt), sources)
+        check_state(model, state)
+    except ExportError as exc:
+        raise ExportError(f"{dpmesh_ckpt}: {exc}") from None
+    model.load_state_dict(state, strict=True)
     return model
 
 
