@@ -27,6 +27,9 @@ from hmr_ros.models.dpmesh import (DPMESH_FEATURES, DPMESH_JOINTS, DPMesh,  # no
 
 REFERENCE_KEYS = Path(__file__).parent / "data" / "dpmesh_reference_keys.txt"
 REFERENCE_LDM_KEYS = Path(__file__).parent / "data" / "dpmesh_reference_ldm_keys.txt"
+#: the DPMesh-specific entries of each pose-decoder variant (VQ: the paper; VPoser: the release)
+REFERENCE_HEAD_KEYS = {"vq": REFERENCE_KEYS,
+                       "vposer": Path(__file__).parent / "data" / "dpmesh_reference_keys_vposer.txt"}
 CROP = DPMeshConfig.tiny().crop_size
 
 
@@ -49,10 +52,10 @@ def body_lbs():
     return BodyLBS("procedural")
 
 
-@pytest.fixture(scope="module")
-def full_meta():
+@pytest.fixture(scope="module", params=["vq", "vposer"])
+def full_meta(request):
     with torch.device("meta"):
-        return DPMesh(DPMeshConfig.full())
+        return DPMesh(DPMeshConfig.full(pose_decoder=request.param))
 
 
 def test_shapes_and_rest_pose_at_init():
@@ -79,6 +82,20 @@ def test_shapes_and_rest_pose_at_init():
     # the attention maps are softmax probabilities over the 30 prompt tokens
     for maps in (features[2], features[4]):
         assert torch.allclose(maps.sum(1), torch.ones_like(maps[:, 0]), atol=1e-5)
+
+
+def test_vposer_variant_shapes_rest_pose_and_gradients():
+    model = _model(pose_decoder="vposer").eval()
+    images, keypoints = _inputs()
+    with torch.no_grad():
+        out = model(images, keypoints)
+    assert out["rotmats"].shape == (2, 24, 3, 3) and out["pose_latent"].shape == (2, 32)
+    assert "vq_logits" not in out and model.head.num_param_tokens == 3
+    assert torch.allclose(out["rotmats"], torch.eye(3).expand(2, 24, 3, 3), atol=0.05)
+    assert torch.equal(out["rotmats"][:, 22:], torch.eye(3).expand(2, 2, 3, 3))  # hands
+    model.train()
+    model(images, keypoints)["rotmats"].sum().backward()
+    assert model.head.vposer.bodyprior_dec_fc1.weight.grad is not None
 
 
 def test_keypoint_conversion_by_hand():
@@ -265,7 +282,7 @@ def _reference_entries(path: Path):
 def test_reference_keys_and_shapes_match_full_size(full_meta):
     ours = {k: tuple(v.shape) for k, v in full_meta.state_dict().items()}
     mapped = set()
-    for name, shape in _reference_entries(REFERENCE_KEYS):
+    for name, shape in _reference_entries(REFERENCE_HEAD_KEYS[full_meta.config.pose_decoder]):
         target = reference_to_ours(name)
         if target is None:
             continue
@@ -282,13 +299,18 @@ def test_the_authors_full_checkpoint_layout_converts_onto_ours(full_meta):
     U-Net (with LoRA), ControlNet and VAE encoder -- as meta tensors: the conversion (LoRA
     folding, diffusers' single-file converters, renames) gives exactly our full-size keys and
     shapes."""
+    head_keys = REFERENCE_HEAD_KEYS[full_meta.config.pose_decoder]
     state = {name: torch.empty(shape, device="meta")
-             for path in (REFERENCE_KEYS, REFERENCE_LDM_KEYS)
+             for path in (head_keys, REFERENCE_LDM_KEYS)
              for name, shape in _reference_entries(path)}
     # 16 transformer blocks x 9 linears (q, k, v, out of both attentions, GEGLU proj)
     assert sum("lora_up" in k for k in state) == 144
     converted = convert_dpmesh_state(full_meta, state)
     check_state(full_meta, converted)
+    other = "vq" if full_meta.config.pose_decoder == "vposer" else "vposer"
+    with pytest.raises(ExportError, match="pose decoder"):
+        convert_dpmesh_state(full_meta, {name: torch.empty(shape, device="meta") for name, shape
+                                         in _reference_entries(REFERENCE_HEAD_KEYS[other])})
 
 
 def _reference_name(ours: str) -> str:
@@ -341,13 +363,13 @@ def test_import_round_trip_in_the_reference_layout(tmp_path):
     with pytest.raises(ExportError, match="cascade_cam_out.0.bias"):
         load_dpmesh_checkpoint(_model(1), dpmesh_ckpt=ckpt, sd_unet=tmp_path / "unet.safetensors",
                                controlnet=tmp_path / "controlnet", vae=tmp_path / "vae.safetensors")
-    network["module.vposer.vposer.bodyprior_dec_fc1.weight"] = torch.zeros(1)
+    network["module.unknown_layer.weight"] = torch.zeros(1)
     torch.save({"network": network}, ckpt)
-    with pytest.raises(ExportError, match="VPoser"):
+    with pytest.raises(ExportError, match="outside the DPMesh layout: unknown_layer.weight"):
         load_dpmesh_checkpoint(_model(1), dpmesh_ckpt=ckpt)
+    del network["module.unknown_layer.weight"]
+    torch.save({"network": network}, ckpt)
     with pytest.raises(ExportError, match="no unet weights"):
-        del network["module.vposer.vposer.bodyprior_dec_fc1.weight"]
-        torch.save({"network": network}, ckpt)
         load_dpmesh_checkpoint(_model(1), dpmesh_ckpt=ckpt)
 
 

@@ -152,6 +152,7 @@ REFERENCE_PREFIXES = (
     ("vqvae.decoder_layer_norm.", "head.vqvae.decoder_layer_norm."),
     ("vqvae.decoder.", "head.vqvae.decoder."),
     ("vqvae.recover_embed.", "head.vqvae.recover_embed."),
+    ("vposer.vposer.bodyprior_dec_", "head.vposer.bodyprior_dec_"),
 )
 #: same name under ``head.``
 REFERENCE_HEAD_NAMES = ("spose_shape_cam_param", "exponent", "query.", "down_linear.",
@@ -161,6 +162,7 @@ REFERENCE_HEAD_NAMES = ("spose_shape_cam_param", "exponent", "query.", "down_lin
 #: pre-training only), the stored sinusoid table (recomputed), the frozen CLIP text encoder
 REFERENCE_UNUSED = ("vqvae.start_embed.", "vqvae.encoder.", "vqvae.encoder_layer_norm.",
                     "vqvae.token_mlp.", "vqvae.feature_embed.", "vqvae.ema_", "pos_embed_1d.",
+                    "vposer.vposer.bodyprior_enc_",
                     "backbone.sd_model.cond_stage_model.")
 #: where the diffusion weights sit in the authors' checkpoint (LDM layout below it)
 SD_PREFIX = "backbone.sd_model."
@@ -273,6 +275,11 @@ def _diffusion_weights(model, ldm: Dict[str, "object"], sources: Dict[str, "obje
     return out
 
 
+def checkpoint_pose_decoder(state: Mapping[str, "object"]) -> str:
+    """``"vposer"`` for the authors' released model (``vposer.*`` entries), else ``"vq"``."""
+    return "vposer" if any(k.startswith("vposer.") for k in state) else "vq"
+
+
 def check_state(model, state: Dict[str, "object"]) -> None:
     """Raises ``ExportError`` naming the missing, unexpected and mis-shaped entries of
     ``state`` against ``model.state_dict()`` (works on meta tensors: no values are read)."""
@@ -298,10 +305,10 @@ def convert_dpmesh_state(model, state: Dict[str, "object"],
     DPMesh-specific entries renamed, the LDM-layout diffusion parts under
     ``backbone.sd_model.`` (or ``sources[part]`` for part in unet / controlnet / vae) LoRA-folded
     and converted with diffusers."""
-    if any(k.startswith("vposer.") for k in state):
-        raise ExportError("a VPoser pose decoder (the authors' released evaluation model, "
-                          "common/model.py): only the VQ pose-prior variant of the paper "
-                          "(common/vq_model.py) is implemented")
+    found = checkpoint_pose_decoder(state)
+    if found != model.config.pose_decoder:
+        raise ExportError(f"the checkpoint's pose decoder is {found!r}, the model's "
+                          f"{model.config.pose_decoder!r} (DPMeshConfig(pose_decoder=...))")
     ours: Dict[str, object] = {}
     ldm: Dict[str, object] = {}
     unknown = []
@@ -324,16 +331,19 @@ def convert_dpmesh_state(model, state: Dict[str, "object"],
 
 
 def load_dpmesh_checkpoint(model, *, dpmesh_ckpt, sd_unet=None, controlnet=None, vae=None):
-    """Fills ``model`` (a `DPMesh`) from the authors' checkpoint, the diffusion parts from it
+    """Fills ``model`` (a `DPMesh`) from the authors' checkpoint (a path, or its state dict
+    as `_read_state` returns it), the diffusion parts from it
     or from the given files; every key and shape is checked (``ExportError`` lists the
     mismatches). Returns the model."""
     sources = {part: _read_state(path) for part, path in
                (("unet", sd_unet), ("controlnet", controlnet), ("vae", vae)) if path is not None}
+    raw = dpmesh_ckpt if isinstance(dpmesh_ckpt, dict) else _read_state(dpmesh_ckpt)
+    where = "checkpoint" if isinstance(dpmesh_ckpt, dict) else str(dpmesh_ckpt)
     try:
-        state = convert_dpmesh_state(model, _read_state(dpmesh_ckpt), sources)
+        state = convert_dpmesh_state(model, raw, sources)
         check_state(model, state)
     except ExportError as exc:
-        raise ExportError(f"{dpmesh_ckpt}: {exc}") from None
+        raise ExportError(f"{where}: {exc}") from None
     model.load_state_dict(state, strict=True)
     return model
 
@@ -341,15 +351,18 @@ def load_dpmesh_checkpoint(model, *, dpmesh_ckpt, sd_unet=None, controlnet=None,
 def import_dpmesh_checkpoint(*, dpmesh_ckpt, out_dir: Union[str, Path], body, sd_unet=None,
                              controlnet=None, vae=None, config=None, fp16_unet: bool = True,
                              check_tensorrt: bool = True) -> Manifest:
-    """``hmr-ros import-checkpoint --model dpmesh``: builds `DPMesh` (``config`` or the full
-    size), loads the authors' checkpoint (``dpmesh_ckpt``: their ``*_ckpt.pth.tar``, whose
+    """``hmr-ros import-checkpoint --model dpmesh``: builds `DPMesh` (``config``, or the full
+    size with the checkpoint's pose decoder), loads the authors' checkpoint (``dpmesh_ckpt``: their ``*_ckpt.pth.tar``, whose
     ``backbone.sd_model.*`` already hold the LoRA-tuned U-Net, the ControlNet and the VAE
     encoder; ``sd_unet`` / ``controlnet`` / ``vae``: SD 1.5 / ControlNet single files or
     diffusers folders, used instead of -- or where missing from -- it) and exports it."""
     from hmr_ros.models.dpmesh import DPMesh, DPMeshConfig
 
-    model = DPMesh(config or DPMeshConfig.full())
-    load_dpmesh_checkpoint(model, dpmesh_ckpt=dpmesh_ckpt, sd_unet=sd_unet,
+    state = _read_state(dpmesh_ckpt)
+    if config is None:  # the full size, with the pose decoder the checkpoint holds
+        config = DPMeshConfig.full(pose_decoder=checkpoint_pose_decoder(state))
+    model = DPMesh(config)
+    load_dpmesh_checkpoint(model, dpmesh_ckpt=state, sd_unet=sd_unet,
                            controlnet=controlnet, vae=vae)
     return export_dpmesh(model, out_dir, body=body, fp16_unet=fp16_unet,
                          check_tensorrt=check_tensorrt)

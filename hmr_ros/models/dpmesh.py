@@ -21,10 +21,12 @@ paper differ, so their checkpoint loads (``hmr_ros.export.dpmesh_export``):
 * features are taken after the decoder blocks 1, 4, 7 and 11 (strides 8, 4, 2, 1 of the
   latent); head-averaged cross-attention maps of the down and up blocks at strides 2 and 4 are
   averaged per resolution and concatenated to the features of that stride;
-* the VQ pose prior is PCT-style (MLP-mixer decoder; soft code lookup ``softmax(logits) @
-  codebook``) over the 23 body joints as 3 x 3 matrices; the released evaluation model uses
-  VPoser instead, which is not implemented here. Its 3 x 3 outputs are not rotations; we take
-  their first two columns through Gram-Schmidt (the authors convert them to axis-angle).
+* the pose decoder (``pose_decoder``): ``"vq"``, the paper's VQ-VAE prior (their
+  ``common/vq_model.py``: PCT-style MLP-mixer decoder, soft code lookup ``softmax(logits) @
+  codebook`` over the 23 body joints as 3 x 3 matrices, which are not rotations: we take their
+  first two columns through Gram-Schmidt where the authors convert to axis-angle), or
+  ``"vposer"``, VPoser v1's decoder from a 32-d latent regressed off the pose token (their
+  ``common/model.py``, the model their released checkpoints hold; hands at rest).
 
 The camera ``(tx, ty, gamma)`` of the authors (depth ``f * 2.5 / 256 * sigmoid(gamma)`` for a
 256 crop) is our weak-perspective ``(s, tx, ty)`` with ``s = 2 / (2.5 sigmoid(gamma))`` -- the
@@ -48,7 +50,8 @@ from hmr_ros.kernels import torch_ops as ops
 
 from .camera import weak_perspective_project
 
-__all__ = ["DPMESH_FEATURES", "DPMESH_JOINTS", "DPMESH_OUTPUTS", "DPMesh", "DPMeshBackbone",
+__all__ = ["DPMESH_FEATURES", "DPMESH_JOINTS", "DPMESH_OUTPUTS", "POSE_DECODERS", "DPMesh",
+           "DPMeshBackbone",
            "DPMeshConfig", "DPMeshHead", "DPMeshLoss", "DPMeshLossWeights", "KeypointConverter",
            "perturb_keypoints"]
 
@@ -73,6 +76,7 @@ NUM_QUERY_JOINTS = 15
 #: the authors' camera_3d_size: the depth range the camera's sigmoid spans (metres)
 CAMERA_3D_SIZE = 2.5
 CAM_MEAN = (0.9, 0.0, 0.0)
+POSE_DECODERS = ("vq", "vposer")
 
 
 def _unet_blocks(levels: int) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
@@ -116,6 +120,9 @@ class DPMeshConfig:
     dim_feedforward: int = 2048
     refine_feedforward: int = 1024
     dropout: float = 0.1
+    #: "vq": the paper's VQ-VAE pose prior (the authors' common/vq_model.py); "vposer": VPoser
+    #: v1's decoder from a 32-d latent (common/model.py: the model of the released checkpoints)
+    pose_decoder: str = "vq"
     # --- VQ pose prior (PCT-style decoder)
     vq_tokens: int = 48
     vq_classes: int = 2048
@@ -146,6 +153,9 @@ class DPMeshConfig:
             raise ValueError("d_model must be even and divisible by nhead")
         if self.dec_layers < 1 or self.enc_layers < 1:
             raise ValueError("enc_layers and dec_layers must be >= 1")
+        if self.pose_decoder not in POSE_DECODERS:
+            raise ValueError(f"pose_decoder must be one of {POSE_DECODERS}, "
+                             f"got {self.pose_decoder!r}")
 
     @classmethod
     def full(cls, **overrides) -> "DPMeshConfig":
@@ -501,6 +511,33 @@ class VQPoseDecoder(nn.Module):
         return self.recover_embed(self.decoder_layer_norm(feat))
 
 
+class VPoserDecoder(nn.Module):
+    """VPoser v1's decoder (human_body_prior 0.8, the 'snapshot' the authors load): a 32-d
+    latent -> leaky-ReLU MLP -> 21 body joints in 6D ((3, 2) row-major, Gram-Schmidt) ->
+    (B, 21, 3, 3). Names match the checkpoint's ``bodyprior_dec_*``."""
+
+    LATENT = 32
+    HIDDEN = 512
+    JOINTS = 21
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodyprior_dec_fc1 = nn.Linear(self.LATENT, self.HIDDEN)
+        self.bodyprior_dec_fc2 = nn.Linear(self.HIDDEN, self.HIDDEN)
+        self.bodyprior_dec_out = nn.Linear(self.HIDDEN, self.JOINTS * 6)
+        # rest pose at init (the pretrained prior maps z = 0 near its mean pose instead)
+        nn.init.normal_(self.bodyprior_dec_out.weight, std=1e-3)
+        with torch.no_grad():
+            self.bodyprior_dec_out.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+                                              .repeat(self.JOINTS))
+
+    def forward(self, latent: Tensor) -> Tensor:
+        x = F.leaky_relu(self.bodyprior_dec_fc1(latent), negative_slope=0.2)
+        x = F.leaky_relu(self.bodyprior_dec_fc2(x), negative_slope=0.2)
+        six = self.bodyprior_dec_out(x).reshape(latent.shape[0], self.JOINTS, 6)
+        return ops.rot6d_to_matrix(six[..., [0, 2, 4, 1, 3, 5]])
+
+
 class _EncoderLayer(nn.Module):
     """DETR's post-norm transformer encoder layer (sequence-first tensors)."""
 
@@ -662,14 +699,19 @@ class DPMeshHead(nn.Module):
                                        nn.Linear(d, d))
         self.smpl_tgt = nn.Parameter(torch.zeros(d))
         self.kp_tgt = nn.Parameter(torch.zeros(d))
-        self.num_param_tokens = c.vq_tokens + 3  # root pose, VQ tokens, shape, camera
+        # query tokens: pose [, VQ tokens], shape, camera
+        self.num_param_tokens = (c.vq_tokens if c.pose_decoder == "vq" else 0) + 3
         self.spose_shape_cam_param = nn.Parameter(torch.randn(self.num_param_tokens, d))
         self.query = nn.Embedding(NUM_QUERY_JOINTS, d)
         self.cascade_root_pose_out = _cascade_layers(d, 6, c.dec_layers)
-        self.cascade_pose_out = _cascade_layers(d, c.vq_classes, c.dec_layers)
+        pose_dim = c.vq_classes if c.pose_decoder == "vq" else VPoserDecoder.LATENT
+        self.cascade_pose_out = _cascade_layers(d, pose_dim, c.dec_layers)
         self.cascade_shape_out = _cascade_layers(d, NUM_BETAS, c.dec_layers)
         self.cascade_cam_out = _cascade_layers(d, 3, c.dec_layers)
-        self.vqvae = VQPoseDecoder(c)
+        if c.pose_decoder == "vq":
+            self.vqvae = VQPoseDecoder(c)
+        else:
+            self.vposer = VPoserDecoder()
         self._init_mean()
 
     def _init_mean(self) -> None:
@@ -743,20 +785,27 @@ class DPMeshHead(nn.Module):
             mem_pos = torch.cat([pos, sampled_pos], dim=0)
         hs = torch.stack(hidden)  # L x n_par x B x d
         root6 = _cascade(hs[:, 0], self.cascade_root_pose_out)
-        logits = _cascade(hs[:, 1:-2].transpose(1, 2), self.cascade_pose_out)  # B x T x K
         betas = _cascade(hs[:, -2], self.cascade_shape_out)
         cam_raw = _cascade(hs[:, -1], self.cascade_cam_out)
-        body = self.vqvae(torch.softmax(logits, dim=-1))  # B x 23 x 9
         # authors' 6D is a (3, 2) matrix row-major; ours stores the two columns
         root = ops.rot6d_to_matrix(root6[:, [0, 2, 4, 1, 3, 5]])
-        body_mats = body.reshape(b, -1, 3, 3)
-        body_rot = ops.rot6d_to_matrix(body_mats[..., :, :2].transpose(-1, -2).reshape(
-            b, -1, 6))
+        extra: Dict[str, Tensor] = {}
+        if self.config.pose_decoder == "vq":
+            logits = _cascade(hs[:, 1:-2].transpose(1, 2), self.cascade_pose_out)  # B x T x K
+            body_mats = self.vqvae(torch.softmax(logits, dim=-1)).reshape(b, -1, 3, 3)
+            body_rot = ops.rot6d_to_matrix(body_mats[..., :, :2].transpose(-1, -2).reshape(
+                b, -1, 6))
+            extra = {"vq_logits": logits, "body_matrices": body_mats}
+        else:
+            latent = _cascade(hs[:, 0], self.cascade_pose_out)  # from the pose token, as root
+            hands = torch.eye(3, dtype=latent.dtype, device=latent.device).expand(b, 2, 3, 3)
+            body_rot = torch.cat([self.vposer(latent), hands], dim=1)  # hands at rest
+            extra = {"pose_latent": latent}
         rotmats = torch.cat([root[:, None], body_rot], dim=1)
         scale = 2.0 / (CAMERA_3D_SIZE * torch.sigmoid(cam_raw[:, 2:]))
         cam = torch.cat([scale, cam_raw[:, :2]], dim=1)
-        return {"rotmats": rotmats, "betas": betas, "cam": cam, "vq_logits": logits,
-                "joint_img": joint_img, "fused": fused, "body_matrices": body_mats}
+        return {"rotmats": rotmats, "betas": betas, "cam": cam, "joint_img": joint_img,
+                "fused": fused, **extra}
 
     def forward(self, *features: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         out = self.forward_dict(features)
@@ -766,7 +815,8 @@ class DPMeshHead(nn.Module):
 class DPMesh(nn.Module):
     """(images (B, 3, S, S) in [-1, 1], keypoints (B, 17, 3) ours) -> dict with ``rotmats``
     (B, 24, 3, 3, parent-relative), ``betas`` (B, 10), ``cam`` (B, 3; weak-perspective crop
-    camera, ``camera.py``), and ``vq_logits``, ``joint_img``, ``fused``, ``body_matrices``.
+    camera, ``camera.py``), and ``joint_img``, ``fused`` and the pose decoder's input
+    (``vq_logits`` + ``body_matrices``, or VPoser's ``pose_latent``).
 
     While training, keypoints are perturbed (``perturb_keypoints``: jitter + dropped joints)
     unless ``clean_keypoints=True`` (the NKR teacher's view), drawn from ``generator`` (a CPU
