@@ -217,14 +217,15 @@ def test_export_matches_torch_and_passes_the_tensorrt_op_check(tmp_path):
     centres = manifest.heads["centres"]
     assert centres["stride"] == 8 and manifest.heads["param_dim"] == PARAM_DIM
     decode = manifest.stages["decode"]
+    K = centres["max_people"]
     assert [(t.name, t.shape, t.dtype) for t in decode.inputs] == [
         ("param_map", ("batch", PARAM_DIM, 16, 16), "float32"),
-        ("index", ("batch", "slots"), "int32")]
-    assert [t.shape for t in decode.outputs] == [("people", 24, 3, 3), ("people", 10),
-                                                 ("people", 3)]
+        ("index", ("batch", K), "int32")]  # only the batch axis varies (TensorRT profiles)
+    assert [t.shape for t in decode.outputs] == [("batch", K, 24, 3, 3), ("batch", K, 10),
+                                                 ("batch", K, 3)]
     saved = json.loads((tmp_path / "manifest.json").read_text())
     assert saved["heads"]["bottom_up"] is True
-    # an independent run: the graph of a real image batch and 7 decoded people
+    # an independent run: the graph of a real image batch and K decoded slots
     images = torch.randn(1, 3, SIZE, SIZE)
     with torch.no_grad():
         out = model.eval()(images)
@@ -233,17 +234,19 @@ def test_export_matches_torch_and_passes_the_tensorrt_op_check(tmp_path):
     np.testing.assert_allclose(prob, torch.sigmoid(out["centre_heatmap"]).numpy(), atol=1e-4)
     np.testing.assert_allclose(params, out["param_map"].numpy(), atol=1e-3)
     # the runtime's peaks: flat indices row * w + column, -1 for an empty slot
-    index = np.array([[2 * 16 + 3, 0, 15 * 16 + 15, 7 * 16 + 9, -1, -1, 5]], np.int32)
+    index = np.full((1, K), -1, np.int32)
+    index[0, :5] = [2 * 16 + 3, 0, 15 * 16 + 15, 7 * 16 + 9, 5]
     sess = ort.InferenceSession(str(tmp_path / "decode.onnx"),
                                 providers=["CPUExecutionProvider"])
-    rotmats, betas, cam = sess.run(None, {"param_map": params, "index": index})
+    rotmats, betas, cam = (a[0] for a in sess.run(None, {"param_map": params, "index": index}))
     cells = np.maximum(index[0], 0)
     vectors = torch.from_numpy(params[0].reshape(PARAM_DIM, -1)[:, cells].T.copy())
     expected = InstanceHMR.decode_params(vectors)
-    assert rotmats.shape == (7, 24, 3, 3)
+    assert rotmats.shape == (K, 24, 3, 3)
     np.testing.assert_allclose(rotmats, expected["rotmats"].numpy(), atol=1e-5)
     np.testing.assert_allclose(betas, expected["betas"].numpy(), atol=1e-6)
     np.testing.assert_allclose(cam, expected["cam"].numpy(), atol=1e-5)
+
 
 def test_import_release_checkpoint_round_trip(tmp_path):
     """A checkpoint in the release's format (DataParallel keys under 'model_state_dict', SMPL

@@ -2,10 +2,10 @@
 
 ``maps.onnx``: ``images`` (B x 3 x S x S, letterboxed whole frame) -> ``centre_heatmap`` (sigmoid
 probabilities, B x 1 x h x w) and ``param_map`` (B x 82 x h x w). ``decode.onnx``: ``param_map``
-and ``index`` (B x K int32 flat peak indices, -1 = empty slot; B and K dynamic) -> ``rotmats``,
-``betas``, ``cam`` of the B * K slots (`InstanceHMRGatherDecode`). Peak finding runs between
-them as a kernel (`hmr_ros.kernels.centres`), never in a graph, so the maps graph keeps static
-shapes for TensorRT.
+and ``index`` (B x K int32 flat peak indices, -1 = empty slot; K = ``MAX_PEOPLE``, fixed) ->
+``rotmats``, ``betas``, ``cam`` per slot (B x K x ...; `InstanceHMRGatherDecode`). Peak finding
+runs between them as a kernel (`hmr_ros.kernels.centres`), never in a graph; only the batch axis
+is dynamic, so TensorRT's profiles and buffer plans take both graphs as they are.
 
 **Released checkpoints** (github DCVL-3D/InstanceHMR_release, ROMP's ``save_single_model``):
 ``torch.save({'model_state_dict': DataParallel(model).state_dict(), 'optimizer_state_dict':
@@ -61,31 +61,6 @@ def _check_parity(path: Path, session, inputs, outputs, args, expected, atol: fl
                               f"(> {atol:g})")
 
 
-def _export_decode(module, args, path: Path, opset: int) -> None:
-    """Like ``_export_one``, with the peak slots K dynamic too (the runtime's ``max_people``)."""
-    import warnings
-
-    import torch
-
-    dynamic = {"param_map": {0: "batch"}, "index": {0: "batch", 1: "slots"},
-               **{name: {0: "people"} for name in DECODE_OUTPUTS}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset,
-                          input_names=list(DECODE_INPUTS), output_names=list(DECODE_OUTPUTS),
-                          dynamic_axes=dynamic, do_constant_folding=True)
-
-
-def _decode_specs(inputs, outputs):
-    """The decode graph's axes by name: ``index`` is (batch, slots) int32, the outputs have one
-    row per slot of every image (``people`` = batch x slots), not ``batch`` rows."""
-    inputs = tuple(replace(t, shape=("batch", "slots"), dtype="int32") if t.name == "index"
-                   else t for t in inputs)
-    outputs = tuple(replace(t, shape=("people",) + tuple(t.shape[1:])) for t in outputs)
-    return inputs, outputs
-
-
 def export_instancehmr(model, out_dir: Union[str, Path], *, body, opset: int = 17,
                        check_tensorrt: bool = True, parity_atol: float = 1e-3) -> Manifest:
     """Writes ``maps.onnx``, ``decode.onnx`` and ``manifest.json`` (``model: instancehmr``).
@@ -105,7 +80,7 @@ def export_instancehmr(model, out_dir: Union[str, Path], *, body, opset: int = 1
     cfg = model.config
     size = int(cfg.input_size)
     model.eval()
-    maps, decode = InstanceHMRExport(model).eval(), InstanceHMRGatherDecode().eval()
+    maps, decode = InstanceHMRExport(model).eval(), InstanceHMRGatherDecode(MAX_PEOPLE).eval()
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(2, 3, size, size, generator=gen) * 2 - 1
     with torch.no_grad():
@@ -115,14 +90,15 @@ def export_instancehmr(model, out_dir: Union[str, Path], *, body, opset: int = 1
         param_map = param_map + 0.3 * torch.randn(param_map.shape, generator=gen)
         param_map[:, 0] = param_map[:, 0].abs() + 0.1
         cells = param_map.shape[-2] * param_map.shape[-1]
-        index = torch.randint(0, cells, (2, 3), generator=gen, dtype=torch.int32)
-        index[1, 2] = -1
+        index = torch.randint(0, cells, (2, MAX_PEOPLE), generator=gen, dtype=torch.int32)
+        index[1, 2:] = -1
         jobs = (("maps", maps, (images,), MAPS_INPUTS, MAPS_OUTPUTS),
                 ("decode", decode, (param_map, index), DECODE_INPUTS, DECODE_OUTPUTS))
         expected = {name: [t.numpy() for t in module(*args)]
                     for name, module, args, _, _ in jobs}
         _export_one(maps, (images,), out / "maps.onnx", MAPS_INPUTS, MAPS_OUTPUTS, opset)
-        _export_decode(decode, (param_map, index), out / "decode.onnx", opset)
+        _export_one(decode, (param_map, index), out / "decode.onnx", DECODE_INPUTS,
+                    DECODE_OUTPUTS, opset)
     stages = {}
     for name, _, args, inputs, outputs in jobs:
         path = out / f"{name}.onnx"
@@ -133,12 +109,10 @@ def export_instancehmr(model, out_dir: Union[str, Path], *, body, opset: int = 1
                                   + "; ".join(map(str, problems)))
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         _check_parity(path, sess, inputs, outputs, args, expected[name], parity_atol)
-        input_specs, output_specs = _specs(sess.get_inputs(), inputs), _specs(
-            sess.get_outputs(), outputs)
-        if name == "decode":
-            input_specs, output_specs = _decode_specs(input_specs, output_specs)
+        input_specs = tuple(replace(t, dtype="int32") if t.name == "index" else t
+                            for t in _specs(sess.get_inputs(), inputs))
         stages[name] = StageSpec(file=path.name, sha256=sha256_of(path), inputs=input_specs,
-                                 outputs=output_specs)
+                                 outputs=_specs(sess.get_outputs(), outputs))
     map_size = int(param_map.shape[-1])
     manifest = Manifest(
         model="instancehmr",

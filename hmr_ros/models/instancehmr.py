@@ -337,16 +337,23 @@ class InstanceHMRDecode(nn.Module):
 class InstanceHMRGatherDecode(nn.Module):
     """``decode`` graph: the parameter map (B x 82 x h x w) and the centre peaks' flat indices
     (B x K int32, ``row * w + column``, -1 for an empty slot, as `hmr_ros.kernels.centre_peaks`
-    returns them) -> (rotmats, betas, cam) of all B * K slots, image-major. Empty slots read
-    pixel 0 (the runtime keeps the first ``count`` of each image), so the gather stays on the
-    device and nobody waits for the number of people before the end of the frame."""
+    returns them) -> (rotmats, betas, cam) per slot, (B, K, ...). Empty slots read pixel 0 (the
+    runtime keeps the first ``count`` of each image), so the gather stays on the device and
+    nobody waits for the number of people before the end of the frame. K is fixed when the graph
+    is exported (the manifest's ``max_people``), so only the batch axis varies, as TensorRT's
+    profiles and buffer plans expect."""
+
+    def __init__(self, slots: int) -> None:
+        super().__init__()
+        self.slots = int(slots)
 
     def forward(self, param_map: Tensor, index: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        # PARAM_DIM, not the traced shape, so the exported outputs keep static inner dims
-        flat = index.clamp_min(0).long()[:, None, :].expand(-1, PARAM_DIM, -1)
+        K = self.slots  # a constant, not the traced shape: the graph's outputs stay static
+        flat = index.clamp_min(0).long()[:, None, :].expand(-1, PARAM_DIM, K)
         vectors = param_map.flatten(2).gather(2, flat).transpose(1, 2).reshape(-1, PARAM_DIM)
         out = InstanceHMR.decode_params(vectors)
-        return out["rotmats"], out["betas"], out["cam"]
+        return (out["rotmats"].reshape(-1, K, 24, 3, 3), out["betas"].reshape(-1, K, 10),
+                out["cam"].reshape(-1, K, 3))
 
 
 # --------------------------------------------------------------------------------------------

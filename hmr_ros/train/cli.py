@@ -35,8 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``hmr-ros train`` from parsed arguments; returns the exit status."""
     from .config import load_config
+    from .instancehmr import is_instancehmr_config
     from .param_regressor import param_model_name
 
+    if is_instancehmr_config(args.config):  # model.name: instancehmr (whole images)
+        from .instancehmr import run_instancehmr_training
+
+        return run_instancehmr_training(args)
     if param_model_name(args.config) is not None:  # model.name: ochmr | imphmr
         from .param_regressor import run_param_training
 
