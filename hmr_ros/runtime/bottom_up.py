@@ -108,7 +108,8 @@ class BottomUpRunner:
         height, width = image.shape[:2]
         geom = self.letterbox(width, height)
         spec = self.centres
-        limit = min(int(max_people or spec.max_people), 256)
+        # the decode graph has max_people slots; fewer wanted = the best of them
+        wanted = min(int(max_people or spec.max_people), spec.max_people)
         put = self.placement
         with self._lock, put.scope():
             clock = put.stopwatch()
@@ -118,23 +119,27 @@ class BottomUpRunner:
             clock.lap(MAPS)
             peaks = K.centre_peaks(maps["centre_heatmap"], threshold=spec.threshold
                                    if threshold is None else float(threshold),
-                                   max_peaks=limit, window=spec.window)
+                                   max_peaks=spec.max_people, window=spec.window)
             clock.lap("centres")
             # every slot is decoded (unused ones read pixel 0): K is small, and the number of
             # people need not reach the host before the end of the frame
             out = {k: put.adopt(v) for k, v in self.backend.run(
                 DECODE, {"param_map": maps["param_map"], "index": peaks.index}).items()}
             clock.lap(DECODE)
-            vertices, joints = self.lbs_model(out["betas"], out["rotmats"])
+            slots = spec.max_people
+            rotmats = out["rotmats"].reshape(slots, 24, 3, 3)  # one image: its K slots
+            betas = out["betas"].reshape(slots, 10)
+            vertices, joints = self.lbs_model(betas, rotmats)
             clock.lap("lbs")
-            host = put.download({"rotmats": out["rotmats"], "betas": out["betas"],
-                                 "cam": out["cam"], "vertices": vertices, "joints": joints,
+            host = put.download({"rotmats": rotmats, "betas": betas,
+                                 "cam": out["cam"].reshape(slots, 3), "vertices": vertices,
+                                 "joints": joints,
                                  "count": peaks.count, "scores": peaks.scores, "xy": peaks.xy})
             clock.lap("download")
         timing = clock.result()
         if not put.device_resident:
             timing.pop("download", None)
-        n = int(np.asarray(host["count"])[0])
+        n = min(int(np.asarray(host["count"])[0]), wanted)
         rel = np.ascontiguousarray(np.asarray(host["rotmats"], np.float32)[:n])
         hxy = np.asarray(host["xy"], np.float64)[0, :n]
         # heatmap pixel -> input pixel (pixel centres at integers) -> frame pixel
