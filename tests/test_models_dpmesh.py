@@ -46,6 +46,16 @@ def _inputs(batch: int = 2, seed: int = 0):
     return images, keypoints
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The tiny networks run fastest on one thread; with two, OpenMP's waiting threads spin
+    against whatever else runs on a small shared machine and a step takes ~20x longer."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def body_lbs():
     from hmr_ros.train.param_regressor import BodyLBS

@@ -23,6 +23,16 @@ CROP = 64
 SYNTH = {"size": CROP, "p_multi": 1.0}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The tiny networks run fastest on one thread; with two, OpenMP's waiting threads spin
+    against whatever else runs on a small shared machine and a step takes ~20x longer."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _config(**over) -> dict:
     cfg = {
         "seed": 0, "device": "cpu",
