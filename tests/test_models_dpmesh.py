@@ -14,7 +14,8 @@ pytest.importorskip("diffusers")
 
 from hmr_ros.export.dpmesh_export import (ExportError, check_state,  # noqa: E402
                                           convert_dpmesh_state, export_dpmesh,
-                                          load_dpmesh_checkpoint, merge_lora,
+                                          import_dpmesh_checkpoint, load_dpmesh_checkpoint,
+                                          merge_lora,
                                           reference_to_ours, REFERENCE_HEAD_NAMES,
                                           REFERENCE_PREFIXES)
 from hmr_ros.export.manifest import Manifest  # noqa: E402
@@ -28,8 +29,9 @@ from hmr_ros.models.dpmesh import (DPMESH_FEATURES, DPMESH_JOINTS, DPMesh,  # no
 REFERENCE_KEYS = Path(__file__).parent / "data" / "dpmesh_reference_keys.txt"
 REFERENCE_LDM_KEYS = Path(__file__).parent / "data" / "dpmesh_reference_ldm_keys.txt"
 #: the DPMesh-specific entries of each pose-decoder variant (VQ: the paper; VPoser: the release)
-REFERENCE_HEAD_KEYS = {"vq": REFERENCE_KEYS,
-                       "vposer": Path(__file__).parent / "data" / "dpmesh_reference_keys_vposer.txt"}
+REFERENCE_HEAD_KEYS = {
+    "vq": REFERENCE_KEYS,
+    "vposer": Path(__file__).parent / "data" / "dpmesh_reference_keys_vposer.txt"}
 CROP = DPMeshConfig.tiny().crop_size
 
 
@@ -246,7 +248,8 @@ def test_export_two_graphs_parity_and_tensorrt_ops(tmp_path, fp16):
                              fp16_unet=fp16)
     assert manifest.model == "dpmesh" and set(manifest.stages) == {"unet", "regressor"}
     assert manifest.heads["chain"] == ["unet", "regressor"]
-    assert manifest.preprocessing["mean"] == [0.5] * 3 and manifest.preprocessing["crop_size"] == CROP
+    assert manifest.preprocessing["mean"] == [0.5] * 3
+    assert manifest.preprocessing["crop_size"] == CROP
     assert [t.name for t in manifest.stages["unet"].outputs] == list(DPMESH_FEATURES)
     assert [t.name for t in manifest.stages["regressor"].inputs] == list(DPMESH_FEATURES)
     Manifest.load(tmp_path)  # hashes verify
@@ -300,7 +303,7 @@ def test_reference_keys_and_shapes_match_full_size(full_meta):
         assert ours[target] == shape, f"{name}: reference {shape}, ours {ours[target]}"
         mapped.add(target)
     # every DPMesh-specific entry of ours comes from the reference
-    specific = {k for k in ours if k.startswith("head.") or k.startswith("backbone.keypoint_prompt")}
+    specific = {k for k in ours if k.startswith(("head.", "backbone.keypoint_prompt"))}
     assert specific == mapped
 
 
@@ -366,6 +369,22 @@ def test_import_round_trip_in_the_reference_layout(tmp_path):
     with torch.no_grad():
         assert torch.equal(source(images, keypoints)["rotmats"],
                            target(images, keypoints)["rotmats"])
+    # the command's path: checkpoint -> exported directory whose graphs reproduce the source
+    import onnxruntime as ort
+    from hmr_ros.body import load_body_model
+
+    out = tmp_path / "exported"
+    manifest = import_dpmesh_checkpoint(
+        dpmesh_ckpt=ckpt, out_dir=out, body=load_body_model("procedural"),
+        sd_unet=tmp_path / "unet.safetensors", controlnet=tmp_path / "controlnet",
+        vae=tmp_path / "vae.safetensors", config=source.config, fp16_unet=False)
+    assert manifest.config["pose_decoder"] == "vq"
+    unet = ort.InferenceSession(str(out / "unet.onnx"), providers=["CPUExecutionProvider"])
+    reg = ort.InferenceSession(str(out / "regressor.onnx"), providers=["CPUExecutionProvider"])
+    feats = unet.run(None, {"images": images.numpy(), "keypoints": keypoints.numpy()})
+    cam = reg.run(["cam"], dict(zip(DPMESH_FEATURES, feats)))[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(cam, source(images, keypoints)["cam"].numpy(), atol=1e-4)
 
     # a wrong shape and an unknown layout are refused by name
     network["module.cascade_cam_out.0.bias"] = torch.zeros(4)

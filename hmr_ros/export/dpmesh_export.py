@@ -352,10 +352,11 @@ def import_dpmesh_checkpoint(*, dpmesh_ckpt, out_dir: Union[str, Path], body, sd
                              controlnet=None, vae=None, config=None, fp16_unet: bool = True,
                              check_tensorrt: bool = True) -> Manifest:
     """``hmr-ros import-checkpoint --model dpmesh``: builds `DPMesh` (``config``, or the full
-    size with the checkpoint's pose decoder), loads the authors' checkpoint (``dpmesh_ckpt``: their ``*_ckpt.pth.tar``, whose
-    ``backbone.sd_model.*`` already hold the LoRA-tuned U-Net, the ControlNet and the VAE
-    encoder; ``sd_unet`` / ``controlnet`` / ``vae``: SD 1.5 / ControlNet single files or
-    diffusers folders, used instead of -- or where missing from -- it) and exports it."""
+    size with the checkpoint's pose decoder), loads the authors' checkpoint (``dpmesh_ckpt``:
+    their ``*_ckpt.pth.tar``, whose ``backbone.sd_model.*`` already hold the LoRA-tuned U-Net,
+    the ControlNet and the VAE encoder; ``sd_unet`` / ``controlnet`` / ``vae``: SD 1.5 /
+    ControlNet single files or diffusers folders, used instead of -- or where missing from --
+    it) and exports it (``export_dpmesh``; the U-Net graph in FP16 by default)."""
     from hmr_ros.models.dpmesh import DPMesh, DPMeshConfig
 
     state = _read_state(dpmesh_ckpt)

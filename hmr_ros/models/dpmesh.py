@@ -674,7 +674,8 @@ class DPMeshHead(nn.Module):
         attn_ch = c.num_keypoints
         c1, c2, c4, c8 = b[0], b[1] + attn_ch, b[2] + attn_ch, b[3]
         self.outmodules = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(c1, c1, 3, stride=2, padding=1), nn.GroupNorm(c.fusion_groups, c1),
+            nn.Sequential(nn.Conv2d(c1, c1, 3, stride=2, padding=1),
+                          nn.GroupNorm(c.fusion_groups, c1),
                           nn.ReLU(), nn.Conv2d(c1, c1, 3, stride=2, padding=1)),
             nn.Sequential(nn.Conv2d(c2, c2, 3, stride=2, padding=1)),
             nn.Sequential(nn.Conv2d(c1 + c2 + c4 + c8, c.fused_channels, 1),
