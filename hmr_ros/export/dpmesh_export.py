@@ -230,8 +230,9 @@ def merge_lora(state: Dict[str, "object"]) -> Dict[str, "object"]:
 def _diffusion_weights(model, ldm: Dict[str, "object"], sources: Dict[str, "object"]
                        ) -> Dict[str, "object"]:
     """Our ``backbone.{unet,controlnet,vae_*}`` weights from the LDM-layout entries of the
-    authors' checkpoint and/or separate files (SD 1.5 single file, ControlNet file, diffusers
-    folders), converted with diffusers' own single-file converters."""
+    authors' checkpoint -- their LoRA-tuned U-Net and trained ControlNet, which take precedence
+    -- or, for a part the checkpoint lacks, from a separate file (SD 1.5 single file, ControlNet
+    file, diffusers folder), converted with diffusers' own single-file converters."""
     from diffusers.loaders.single_file_utils import (convert_controlnet_checkpoint,
                                                      convert_ldm_unet_checkpoint,
                                                      convert_ldm_vae_checkpoint)
@@ -249,9 +250,7 @@ def _diffusion_weights(model, ldm: Dict[str, "object"], sources: Dict[str, "obje
                  "up_block_types": ()}),
     }
     for part, (prefix, marker, convert, config) in parts.items():
-        state = sources.get(part)
-        if state is None:
-            state = {k: v for k, v in ldm.items() if k.startswith(prefix)}
+        state = {k: v for k, v in ldm.items() if k.startswith(prefix)} or sources.get(part)
         if not state:
             raise ExportError(f"no {part} weights: the DPMesh checkpoint holds none under "
                               f"'{SD_PREFIX}{prefix}' and no separate {part} file was given")
@@ -304,7 +303,7 @@ def convert_dpmesh_state(model, state: Dict[str, "object"],
     """The authors' checkpoint (``module.`` stripped) -> our state dict for ``model``: the
     DPMesh-specific entries renamed, the LDM-layout diffusion parts under
     ``backbone.sd_model.`` (or ``sources[part]`` for part in unet / controlnet / vae) LoRA-folded
-    and converted with diffusers."""
+    and converted with diffusers (the checkpoint's own parts take precedence)."""
     found = checkpoint_pose_decoder(state)
     if found != model.config.pose_decoder:
         raise ExportError(f"the checkpoint's pose decoder is {found!r}, the model's "
@@ -332,8 +331,8 @@ def convert_dpmesh_state(model, state: Dict[str, "object"],
 
 def load_dpmesh_checkpoint(model, *, dpmesh_ckpt, sd_unet=None, controlnet=None, vae=None):
     """Fills ``model`` (a `DPMesh`) from the authors' checkpoint (a path, or its state dict
-    as `_read_state` returns it), the diffusion parts from it
-    or from the given files; every key and shape is checked (``ExportError`` lists the
+    as `_read_state` returns it), the diffusion parts from it or, where it lacks them, from
+    the given files; every key and shape is checked (``ExportError`` lists the
     mismatches). Returns the model."""
     sources = {part: _read_state(path) for part, path in
                (("unet", sd_unet), ("controlnet", controlnet), ("vae", vae)) if path is not None}
@@ -350,13 +349,13 @@ def load_dpmesh_checkpoint(model, *, dpmesh_ckpt, sd_unet=None, controlnet=None,
 
 def import_dpmesh_checkpoint(*, dpmesh_ckpt, out_dir: Union[str, Path], body, sd_unet=None,
                              controlnet=None, vae=None, config=None, fp16_unet: bool = True,
-                             check_tensorrt: bool = True) -> Manifest:
+                             opset: int = 17, check_tensorrt: bool = True) -> Manifest:
     """``hmr-ros import-checkpoint --model dpmesh``: builds `DPMesh` (``config``, or the full
     size with the checkpoint's pose decoder), loads the authors' checkpoint (``dpmesh_ckpt``:
     their ``*_ckpt.pth.tar``, whose ``backbone.sd_model.*`` already hold the LoRA-tuned U-Net,
     the ControlNet and the VAE encoder; ``sd_unet`` / ``controlnet`` / ``vae``: SD 1.5 /
-    ControlNet single files or diffusers folders, used instead of -- or where missing from --
-    it) and exports it (``export_dpmesh``; the U-Net graph in FP16 by default)."""
+    ControlNet single files or diffusers folders, used only for a part the checkpoint lacks)
+    and exports it (``export_dpmesh``; the U-Net graph in FP16 by default)."""
     from hmr_ros.models.dpmesh import DPMesh, DPMeshConfig
 
     state = _read_state(dpmesh_ckpt)
@@ -365,5 +364,5 @@ def import_dpmesh_checkpoint(*, dpmesh_ckpt, out_dir: Union[str, Path], body, sd
     model = DPMesh(config)
     load_dpmesh_checkpoint(model, dpmesh_ckpt=state, sd_unet=sd_unet,
                            controlnet=controlnet, vae=vae)
-    return export_dpmesh(model, out_dir, body=body, fp16_unet=fp16_unet,
+    return export_dpmesh(model, out_dir, body=body, opset=opset, fp16_unet=fp16_unet,
                          check_tensorrt=check_tensorrt)
