@@ -31,7 +31,7 @@ paper differ, so their checkpoint loads (``hmr_ros.export.dpmesh_export``):
 The camera ``(tx, ty, gamma)`` of the authors (depth ``f * 2.5 / 256 * sigmoid(gamma)`` for a
 256 crop) is our weak-perspective ``(s, tx, ty)`` with ``s = 2 / (2.5 sigmoid(gamma))`` -- the
 focal length cancels. Export splits at the U-Net: :class:`DPMeshBackbone` (image, keypoints ->
-`DPMESH_FEATURES`) and :class:`DPMeshHead` (features, keypoints -> rotations, shape, camera).
+`DPMESH_FEATURES`) and :class:`DPMeshHead` (features -> rotations, shape, camera).
 """
 
 from __future__ import annotations
