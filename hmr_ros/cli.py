@@ -98,10 +98,11 @@ def _body_faces(args: argparse.Namespace) -> int:
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", choices=("vishmr", "ochmr", "imphmr"), default="vishmr",
-                        help="architecture of the checkpoint (default vishmr)")
+    parser.add_argument("--model", choices=("vishmr", "ochmr", "imphmr", "instancehmr", "dpmesh"),
+                        default="vishmr", help="architecture of the checkpoint (default vishmr; "
+                        "the authors' released weights: hmr-ros import-checkpoint)")
     parser.add_argument("--body", default="procedural",
-                        help="ochmr / imphmr: the body model the manifest names (procedural, "
+                        help="all but vishmr: the body model the manifest names (procedural, "
                              "what training used, or your SMPL file)")
     parser.add_argument("--checkpoint", required=True,
                         help="training checkpoint (.pt) written by hmr_ros (config + weights)")
@@ -122,6 +123,17 @@ def _export(args: argparse.Namespace) -> int:
         model = load_checkpoint(args.checkpoint)
         manifest = export_vishmr(model, args.out, opset=args.opset,
                                  check_tensorrt=not args.skip_tensorrt_check)
+    elif args.model == "instancehmr":
+        from .body import load_body_model
+        from .export.instancehmr_export import export_instancehmr
+        from .train.instancehmr import load_instancehmr_checkpoint
+
+        model, _ = load_instancehmr_checkpoint(args.checkpoint)
+        manifest = export_instancehmr(model, args.out, body=load_body_model(args.body),
+                                      opset=args.opset,
+                                      check_tensorrt=not args.skip_tensorrt_check)
+    elif args.model == "dpmesh":
+        manifest = _export_dpmesh(args)
     else:
         manifest = _export_param_regressor(args)
     for name, stage in manifest.stages.items():
@@ -155,6 +167,17 @@ def _export_param_regressor(args: argparse.Namespace):
 
         kwargs["module"] = ImpHMRExport(model)
     return export_param_regressor(model, args.out, **kwargs)
+
+
+def _export_dpmesh(args: argparse.Namespace):
+    """DPMesh: a ``hmr-ros train`` checkpoint as the U-Net and regressor graphs + manifest."""
+    from .body import load_body_model
+    from .export.dpmesh_export import export_dpmesh
+    from .train.dpmesh import load_dpmesh_training_checkpoint
+
+    model, _ = load_dpmesh_training_checkpoint(args.checkpoint)
+    return export_dpmesh(model, args.out, body=load_body_model(args.body), opset=args.opset,
+                         check_tensorrt=not args.skip_tensorrt_check)
 
 
 #: group -> subcommand -> (help, add arguments, run); or a top-level command -> (help, add, run)

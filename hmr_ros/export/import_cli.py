@@ -1,9 +1,10 @@
 """``hmr-ros import-checkpoint``: the authors' released weights -> an exported model folder.
 
-InstanceHMR ships one checkpoint; DPMesh needs three sets of weights the user downloads
-(Stable Diffusion 1.5, its ControlNet, the authors' DPMesh checkpoint). Either way the keys and
-shapes are checked against our architecture before anything is written, and the result is the
-same folder ``hmr-ros export`` writes (graphs + manifest), ready for ``model_dir``.
+InstanceHMR ships one checkpoint. DPMesh's released checkpoint holds its LoRA-tuned Stable
+Diffusion 1.5 U-Net, its ControlNet and the VAE encoder besides the regressor; Stable Diffusion /
+ControlNet files are needed only for a part a checkpoint lacks. Either way the keys and shapes
+are checked against our architecture before anything is written, and the result is the same
+folder ``hmr-ros export`` writes (graphs + manifest), ready for ``model_dir``.
 """
 
 from __future__ import annotations
@@ -18,22 +19,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the architecture of the released checkpoint")
     parser.add_argument("checkpoint",
                         help="instancehmr: the authors' checkpoint (.pkl / .pth); dpmesh: the "
-                             "authors' DPMesh checkpoint (regressor, prompt MLP, VQ decoder, "
-                             "fine-tuned U-Net / ControlNet where it holds them)")
+                             "authors' *_ckpt.pth.tar (regressor, keypoint prompt, pose "
+                             "decoder, LoRA-tuned U-Net, ControlNet, VAE encoder)")
     parser.add_argument("--out", required=True, help="output model folder")
     parser.add_argument("--backbone", default="hrnet_w32", choices=("hrnet_w32", "resnet50"),
                         help="instancehmr: the checkpoint's backbone (default hrnet_w32, the "
                              "released one)")
     parser.add_argument("--sd", default=None,
                         help="dpmesh: Stable Diffusion 1.5 weights (a single .safetensors / "
-                             ".ckpt, or a diffusers folder) for the U-Net and the VAE")
+                             ".ckpt, or a diffusers folder), only where the checkpoint lacks "
+                             "the U-Net or the VAE")
     parser.add_argument("--controlnet", default=None,
-                        help="dpmesh: the ControlNet weights (.safetensors / .pth, or a "
-                             "diffusers folder)")
+                        help="dpmesh: ControlNet weights (.safetensors / .pth, or a diffusers "
+                             "folder), only where the checkpoint lacks them")
     parser.add_argument("--vae", default=None,
-                        help="dpmesh: a separate VAE (default: the one in --sd)")
-    parser.add_argument("--fp16-unet", action="store_true",
-                        help="dpmesh: write the U-Net graph in FP16 (what TensorRT runs)")
+                        help="dpmesh: a separate VAE (default: the checkpoint's, else --sd's)")
+    parser.add_argument("--fp32-unet", action="store_true",
+                        help="dpmesh: write the U-Net graph in FP32 (default FP16, what "
+                             "TensorRT runs; its parity is checked on the CPU, which is slow)")
     parser.add_argument("--body", default="procedural",
                         help="the body model the manifest names (your SMPL file for released "
                              "weights, which were trained with SMPL)")
@@ -55,15 +58,12 @@ def run(args: argparse.Namespace) -> int:
         manifest = import_instancehmr_checkpoint(args.checkpoint, args.out,
                                                  backbone=args.backbone, **common)
     else:
-        if not args.sd or not args.controlnet:
-            raise ValueError("dpmesh needs --sd (Stable Diffusion 1.5) and --controlnet besides "
-                             "the DPMesh checkpoint")
         from .dpmesh_export import import_dpmesh_checkpoint
 
-        manifest = import_dpmesh_checkpoint(sd_unet=args.sd, controlnet=args.controlnet,
-                                            dpmesh_ckpt=args.checkpoint,
-                                            vae=args.vae or args.sd, out_dir=args.out,
-                                            fp16_unet=args.fp16_unet, **common)
+        manifest = import_dpmesh_checkpoint(dpmesh_ckpt=args.checkpoint, out_dir=args.out,
+                                            sd_unet=args.sd, controlnet=args.controlnet,
+                                            vae=args.vae or args.sd,
+                                            fp16_unet=not args.fp32_unet, **common)
     for name, stage in manifest.stages.items():
         ins = ", ".join(f"{t.name}{list(t.shape)}" for t in stage.inputs)
         outs = ", ".join(f"{t.name}{list(t.shape)}" for t in stage.outputs)

@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``hmr-ros train`` from parsed arguments; returns the exit status."""
     from .config import load_config
+    from .dpmesh import dpmesh_model_name
     from .instancehmr import is_instancehmr_config
     from .param_regressor import param_model_name
 
@@ -42,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
         from .instancehmr import run_instancehmr_training
 
         return run_instancehmr_training(args)
+    if dpmesh_model_name(args.config):  # model.name: dpmesh (crops + keypoints)
+        from .dpmesh import run_dpmesh_training
+
+        return run_dpmesh_training(args)
     if param_model_name(args.config) is not None:  # model.name: ochmr | imphmr
         from .param_regressor import run_param_training
 
