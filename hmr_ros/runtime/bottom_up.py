@@ -126,14 +126,17 @@ class BottomUpRunner:
             out = {k: put.adopt(v) for k, v in self.backend.run(
                 DECODE, {"param_map": maps["param_map"], "index": peaks.index}).items()}
             clock.lap(DECODE)
-            slots = spec.max_people
-            rotmats = out["rotmats"].reshape(slots, 24, 3, 3)  # one image: its K slots
-            betas = out["betas"].reshape(slots, 10)
+            # one image: its K slots. On the host the count is known already, so only the
+            # people found are posed; on the GPU every slot is, and the count arrives with them
+            slots = (spec.max_people if put.device_resident else
+                     min(int(np.asarray(peaks.count)[0]), wanted))
+            rotmats = out["rotmats"].reshape(spec.max_people, 24, 3, 3)[:slots]
+            betas = out["betas"].reshape(spec.max_people, 10)[:slots]
             vertices, joints = self.lbs_model(betas, rotmats)
             clock.lap("lbs")
             host = put.download({"rotmats": rotmats, "betas": betas,
-                                 "cam": out["cam"].reshape(slots, 3), "vertices": vertices,
-                                 "joints": joints,
+                                 "cam": out["cam"].reshape(spec.max_people, 3)[:slots],
+                                 "vertices": vertices, "joints": joints,
                                  "count": peaks.count, "scores": peaks.scores, "xy": peaks.xy})
             clock.lap("download")
         timing = clock.result()
