@@ -28,6 +28,11 @@ log = logging.getLogger("hmr_ros.live")
 WINDOW = "hmr-ros live"
 
 
+#: pipeline timing entries that are not the regressor (the HUD's "model" is the rest)
+_NOT_MODEL = frozenset({"detector", "preprocess", "refine", "postprocess", "total", "ablation",
+                        "boxes", "outputs", "overlay"})
+
+
 @dataclass
 class LiveOptions:
     headless: bool = False
@@ -267,7 +272,9 @@ class LiveLoop:
             else 0.0
         lat = self.latencies[-30:]
         dropped, captured = self.source.mailbox.dropped, self.source.captured
-        model = sum(v for k, v in timing.items() if k.startswith(("stage_", "iuv", "merge")))
+        # the regressor's own stages, whatever the model calls them (VisHMR's stage_a / iuv_warp
+        # / stage_b / merge_lbs, regressor / unet / lbs, InstanceHMR's letterbox / maps / ...)
+        model = sum(v for k, v in timing.items() if k not in _NOT_MODEL)
         stages = [f"{k} {v * 1e3:.0f}" for k, v in (("det", timing.get("detector")),
                                                      ("model", model or None),
                                                      ("refine", timing.get("refine")),
