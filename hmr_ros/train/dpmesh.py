@@ -17,7 +17,14 @@ MPJPE / PA-MPJPE / PVE validation). What differs:
   frozen teacher sees the clean keypoints, the student the detector's, and the student's fused
   features are pulled to the teacher's (eq. 5).
 * **Config**: ``model: {name: dpmesh, size: tiny|full, ...DPMeshConfig fields}``; top-level
-  ``keypoints`` and ``teacher``; the rest is the parameter-regressor schema.
+  ``keypoints`` and ``teacher``; the rest is the parameter-regressor schema (``distributed``
+  included).
+* **Distributed**: ``torchrun --nproc_per_node=8 -m hmr_ros.train --config
+  configs/dpmesh_tiny.yaml``, as the parameter regressors (``param_regressor``: DDP around the
+  training forward, sharded samplers, ``data.batch_size`` per process, rank 0 writes). The
+  frozen teacher runs beside the DDP-wrapped student on every rank, unwrapped; the keypoint
+  noise is keyed by (seed, step, rank). (``python -m hmr_ros.train.dpmesh`` works under
+  torchrun too.)
 * ``--export DIR`` writes the two graphs (``export_dpmesh``) from the final weights.
 """
 
@@ -38,12 +45,12 @@ from hmr_ros.data.formats.augment import AugmentConfig
 from hmr_ros.models.checkpoint import CheckpointError
 from hmr_ros.models.dpmesh import DPMesh, DPMeshConfig, DPMeshLoss, DPMeshLossWeights
 
-from .config import (ConfigError, DataConfig, LogConfig, OptimizerConfig, ScheduleConfig,
-                     _coerce, _dataclass, _no_unknown, _parse_data)
-from .data import _MEAN, _STD, _image_side, build_mixture, train_sampler, BuildContext
+from .config import (ConfigError, DataConfig, DistributedConfig, LogConfig, OptimizerConfig,
+                     ScheduleConfig, _coerce, _dataclass, _no_unknown, _parse_data)
+from .data import _MEAN, _STD, _image_side
+from .distributed import check_settings, end_processes
 from .param_regressor import (BodyLBS, ParamCheckpointConfig, ParamTrainer,
                               ParamValConfig, _plain, _read_param_checkpoint)
-from .scalars import ScalarLogger
 
 __all__ = ["DPMeshTrainConfig", "DPMeshTrainer", "KEYPOINT_SOURCES", "dpmesh_model_name",
            "load_dpmesh_train_config", "load_dpmesh_training_checkpoint", "main",
@@ -64,6 +71,7 @@ class DPMeshTrainConfig:
     val: ParamValConfig = field(default_factory=ParamValConfig)
     log: LogConfig = field(default_factory=LogConfig)
     checkpoint: ParamCheckpointConfig = field(default_factory=ParamCheckpointConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     keypoints: str = "detector"  #: detector | clean (module docs)
     teacher: Optional[str] = None  #: NKR teacher: a checkpoint of this trainer, or None
     seed: int = 0
@@ -74,7 +82,8 @@ class DPMeshTrainConfig:
     def to_dict(self) -> dict:
         """Plain dict that ``parse_dpmesh_config`` turns back into this config."""
         out: Dict[str, Any] = {"model": {"name": MODEL_NAME, **_plain(asdict(self.model))}}
-        for name in ("loss", "augment", "optimizer", "schedule", "val", "log", "checkpoint"):
+        for name in ("loss", "augment", "optimizer", "schedule", "val", "log", "checkpoint",
+                     "distributed"):
             out[name] = _plain(asdict(getattr(self, name)))
         data = _plain(asdict(self.data))
         data["train"] = [s.to_dict() for s in self.data.train]
@@ -87,7 +96,7 @@ class DPMeshTrainConfig:
 
 _SECTIONS = {"loss": DPMeshLossWeights, "augment": AugmentConfig, "optimizer": OptimizerConfig,
              "schedule": ScheduleConfig, "val": ParamValConfig, "log": LogConfig,
-             "checkpoint": ParamCheckpointConfig}
+             "checkpoint": ParamCheckpointConfig, "distributed": DistributedConfig}
 
 
 def _model_config(section: Mapping[str, Any]) -> DPMeshConfig:
@@ -134,6 +143,7 @@ def parse_dpmesh_config(data: Mapping[str, Any]) -> DPMeshTrainConfig:
         raise ConfigError("'schedule': need total_steps >= 1 and 0 <= warmup_steps <= total_steps")
     if cfg.data.batch_size < 1 or cfg.optimizer.lr <= 0 or cfg.log.every < 1:
         raise ConfigError("need data.batch_size >= 1, optimizer.lr > 0 and log.every >= 1")
+    check_settings(cfg.distributed)
     return cfg
 
 
@@ -216,13 +226,7 @@ class DPMeshTrainer(ParamTrainer):
 
     def __init__(self, config: DPMeshTrainConfig, out_dir, resume: Optional[str] = None,
                  max_steps: Optional[int] = None, device: Optional[str] = None) -> None:
-        self.config, self.out_dir = config, Path(out_dir)
-        self.max_steps = int(max_steps if max_steps is not None else config.schedule.total_steps)
-        dev = device or config.device
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                                   if dev == "auto" else dev)
-        self.is_main, self.distributed = True, False
-        torch.manual_seed(config.seed)
+        self._start(config, out_dir, max_steps, device)
         self.model = DPMesh(config.model).to(self.device)
         self.body = BodyLBS(config.body).to(self.device)
         self.loss_fn = DPMeshLoss(self.body, config.loss).to(self.device)
@@ -234,34 +238,13 @@ class DPMeshTrainer(ParamTrainer):
                     teacher_cfg.fused_size != config.model.fused_size):
                 raise CheckpointError(f"{config.teacher}: the teacher's fused features differ "
                                       f"in shape from the student's")
-            self.teacher.requires_grad_(False)
-        o = config.optimizer
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        decay = [p for p in trainable if p.ndim >= 2]
-        no_decay = [p for p in trainable if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}],
-                                           lr=o.lr, betas=o.betas, eps=o.eps)
-        s = config.schedule
-        from .trainer import lr_factor
+            self.teacher.requires_grad_(False)  # frozen, and outside the DDP-wrapped forward
+        self._assemble(resume)
 
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, partial(lr_factor, warmup=s.warmup_steps, total=s.total_steps,
-                                    min_ratio=s.min_lr_ratio))
-        crop = config.model.crop_size
-        self.train_ctx = BuildContext(crop, crop // 4, config.augment, config.seed, train=True)
-        self.val_ctx = BuildContext(crop, crop // 4, None, config.seed, train=False)
-        self.train_set = _add_clean_keypoints(build_mixture(config.data.train, self.train_ctx))
-        self.sampler = train_sampler(self.train_set, [d.weight for d in config.data.train],
-                                     config.data.epoch_size, 1, 0, config.seed)
-        self.loader = self._loader(self.train_set, self.sampler, config.data.batch_size, True)
-        self.val_set = (_add_clean_keypoints(build_mixture(config.data.val, self.val_ctx))
-                        if config.data.val else None)
-        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
-        self.best_metric, self.best_step = float("inf"), -1
-        if resume:
-            self.load(resume)
-        self.logger = ScalarLogger(self.out_dir, config.log.tensorboard)
+    def with_sample_extras(self, mixture):
+        """The samples' clean keypoints (``kp_clean``: the teacher's input, or the student's
+        with ``keypoints: clean``)."""
+        return _add_clean_keypoints(mixture)
 
     @staticmethod
     def images(batch: Dict[str, Tensor]) -> Tensor:
@@ -273,14 +256,13 @@ class DPMeshTrainer(ParamTrainer):
     def keypoints(self, batch: Dict[str, Tensor]) -> Tensor:
         return batch["kp_clean"] if self.config.keypoints == "clean" else batch["kp_input"]
 
-    def forward(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        """The training noise on the keypoints comes from a generator keyed by (seed, step),
-        so a resumed run draws what the uninterrupted one did."""
-        noise = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
-        return self.model(self.images(batch), self.keypoints(batch), generator=noise)
+    def training_outputs(self, model, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """The training noise on the keypoints comes from ``step_generator`` (keyed by seed,
+        step and rank), so a resumed run draws what the uninterrupted one did."""
+        return model(self.images(batch), self.keypoints(batch), generator=self.step_generator())
 
     def losses(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        out = self.forward(batch)
+        out = self.net(batch)
         teacher_features = None
         if self.teacher is not None:
             with torch.no_grad():
@@ -301,7 +283,12 @@ def run_dpmesh_training(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / Path(args.config).stem)
     trainer = DPMeshTrainer(config, out, resume=args.resume, max_steps=args.max_steps,
                             device=args.device)
-    metrics = trainer.train()
+    try:
+        metrics = trainer.train()
+    finally:
+        end_processes(trainer.processes)
+    if not trainer.is_main:
+        return 0
     shown = {k: round(v, 2) for k, v in metrics.items()}
     print(f"trained to step {trainer.step}; checkpoint {Path(out) / 'last.pt'}"
           + (f"; val {shown}" if shown else ""))

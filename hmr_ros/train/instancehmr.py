@@ -19,10 +19,21 @@ network input and the targets of eq. 5 (``InstanceHMRLoss``).
     seed: 0, body: procedural, device: auto
 
 ``data.shards``: a directory written by ``hmr-ros synth --out`` (read in a seeded order per
-epoch); without it samples are generated on the fly (``SyntheticStream``) from ``data.synth``.
-Either way the data position is a function of the step, so ``--resume`` continues with the next
-unseen batch. Outputs: ``OUT/config.yaml``, ``OUT/scalars.jsonl`` (+ TensorBoard),
-``OUT/checkpoints/step_*.pt``, ``OUT/last.pt``, ``OUT/export/``.
+epoch); without it samples ``0, 1, 2, ...`` of ``(data.synth, data.seed)`` are generated on the
+fly (what ``SyntheticStream`` yields). The checkpoint records the data position (samples
+consumed), so ``--resume`` continues with the next unseen batch. Outputs: ``OUT/config.yaml``,
+``OUT/scalars.jsonl`` (+ TensorBoard), ``OUT/checkpoints/step_*.pt``, ``OUT/last.pt``,
+``OUT/export/``.
+
+**Distributed** (``distributed.py``, as the other trainers): ``torchrun --nproc_per_node=8 -m
+hmr_ros.train --config configs/instancehmr_light.yaml`` (or ``-m hmr_ros.train.instancehmr``)
+runs one process per GPU (``cuda:LOCAL_RANK``; NCCL, or gloo on CPU) with the model, and the
+loss that uses its projection heads, in one DDP-wrapped forward. ``data.batch_size`` is per
+process: each step takes the next ``N`` x ``batch_size`` positions of the data order and rank
+``r`` the ``r``-th ``batch_size`` of them, so the ranks draw different samples, together the
+ones a single process with an ``N`` times larger batch would, and a resume continues exactly
+whatever ``N``. Rank 0 alone logs, writes checkpoints and exports. Config section
+``distributed: {backend: auto, find_unused_parameters: true, sync_batchnorm: false}``.
 """
 
 from __future__ import annotations
@@ -37,15 +48,17 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hmr_ros.data.synthetic.config import SynthConfig
 from hmr_ros.models.checkpoint import CheckpointError
 from hmr_ros.models.instancehmr import (InstanceHMR, InstanceHMRConfig, InstanceHMRLoss,
                                         InstanceHMRLossWeights, build_targets)
 
-from .config import (ConfigError, LogConfig, OptimizerConfig, ScheduleConfig, _coerce,
-                     _dataclass, _no_unknown)
+from .config import (ConfigError, DistributedConfig, LogConfig, OptimizerConfig,
+                     ScheduleConfig, _coerce, _dataclass, _no_unknown)
+from .distributed import (TrainingForward, barrier, check_settings, end_processes,
+                          start_processes, wrap_ddp)
 from .param_regressor import BodyLBS
 from .scalars import ScalarLogger
 from .trainer import _progress, _write_yaml, lr_factor
@@ -83,6 +96,7 @@ class InstanceHMRTrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     log: LogConfig = field(default_factory=LogConfig)
     checkpoint: InstanceHMRCheckpointConfig = field(default_factory=InstanceHMRCheckpointConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     export: bool = True
     seed: int = 0
     body: str = "procedural"
@@ -105,7 +119,7 @@ def _plain(value):
 
 _SECTIONS = {"loss": InstanceHMRLossWeights, "optimizer": OptimizerConfig,
              "schedule": ScheduleConfig, "log": LogConfig,
-             "checkpoint": InstanceHMRCheckpointConfig}
+             "checkpoint": InstanceHMRCheckpointConfig, "distributed": DistributedConfig}
 
 
 def is_instancehmr_config(path) -> bool:
@@ -151,6 +165,7 @@ def parse_instancehmr_config(data: Mapping[str, Any]) -> InstanceHMRTrainConfig:
         raise ConfigError("'schedule': need total_steps >= 1 and 0 <= warmup_steps <= total_steps")
     if cfg.data.batch_size < 1 or cfg.optimizer.lr <= 0 or cfg.log.every < 1:
         raise ConfigError("need data.batch_size >= 1, optimizer.lr > 0 and log.every >= 1")
+    check_settings(cfg.distributed)
     return cfg
 
 
@@ -166,18 +181,52 @@ def load_instancehmr_config(path) -> InstanceHMRTrainConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-class _EpochOrder(Sampler):
-    """Endless indices of ``size`` samples: a seeded permutation per epoch, from ``start``."""
+class _RankOrder(Sampler):
+    """Endless dataset indices of one rank. The run's data order is ``0, 1, 2, ...``
+    (``size`` None: generated samples) or a seeded permutation of the ``size`` samples per
+    epoch (shards); from position ``start`` on, each step takes the next ``world`` x
+    ``batch_size`` positions and rank ``rank`` the ``rank``-th ``batch_size`` of them."""
 
-    def __init__(self, size: int, seed: int, start: int) -> None:
+    def __init__(self, size: Optional[int], seed: int, start: int, batch_size: int,
+                 world: int = 1, rank: int = 0) -> None:
         self.size, self.seed, self.start = size, seed, start
+        self.batch_size, self.world, self.rank = batch_size, world, rank
 
     def __iter__(self) -> Iterator[int]:
-        epoch, offset = divmod(self.start, self.size)
+        first = self.start + self.rank * self.batch_size
+        epoch, order = -1, None
         while True:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            yield from torch.randperm(self.size, generator=gen)[offset:].tolist()
-            epoch, offset = epoch + 1, 0
+            for position in range(first, first + self.batch_size):
+                if self.size is None:
+                    yield position
+                    continue
+                wanted, offset = divmod(position, self.size)
+                if wanted != epoch:
+                    gen = torch.Generator().manual_seed(self.seed * 1_000_003 + wanted)
+                    epoch, order = wanted, torch.randperm(self.size, generator=gen).tolist()
+                yield order[offset]
+            first += self.world * self.batch_size
+
+
+class _GeneratedSamples(Dataset):
+    """Sample ``i`` of the synthetic dataset ``(config, seed)``, generated when asked for:
+    ``SyntheticStream``'s samples with random access, so ranks can take their share of the
+    order. The generator is built in each process (DataLoader workers included)."""
+
+    def __init__(self, config: SynthConfig, seed: int) -> None:
+        self.config, self.seed = config, int(seed)
+        self._generator = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_generator": None}
+
+    def __getitem__(self, index: int) -> Dict[str, Tensor]:
+        from hmr_ros.data.synthetic.dataset import to_tensors
+        from hmr_ros.data.synthetic.generator import SyntheticGenerator
+
+        if self._generator is None:
+            self._generator = SyntheticGenerator(self.config, self.seed)
+        return to_tensors(self._generator.sample(int(index)), "float", aliases=False)
 
 
 class InstanceHMRTrainer:
@@ -187,14 +236,17 @@ class InstanceHMRTrainer:
                  max_steps: Optional[int] = None, device: Optional[str] = None) -> None:
         self.config = config
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        wanted = device or config.device
-        if wanted == "auto":
-            wanted = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(wanted)
+        self.processes = start_processes(device or config.device, config.distributed.backend)
+        self.world, self.rank = self.processes.world, self.processes.rank
+        self.distributed, self.is_main = self.processes.distributed, self.processes.is_main
+        self.device = self.processes.device
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)
         self.model = InstanceHMR(config.model).to(self.device)
         self.loss = InstanceHMRLoss(BodyLBS(config.body), config.loss).to(self.device)
+        self.net = wrap_ddp(TrainingForward(self.model, self._loss_terms), self.processes,
+                            config.distributed)
         o, s = config.optimizer, config.schedule
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr,
                                            weight_decay=o.weight_decay, betas=tuple(o.betas),
@@ -203,27 +255,28 @@ class InstanceHMRTrainer:
             self.optimizer, lambda step: lr_factor(step, s.warmup_steps, s.total_steps,
                                                    s.min_lr_ratio))
         self.max_steps = int(max_steps if max_steps is not None else s.total_steps)
-        self.step = 0
+        #: samples of the data order consumed by all ranks together (where the next step starts)
+        self.step, self.data_position = 0, 0
         if resume:
             self.load(resume)
-        _write_yaml(self.out_dir / "config.yaml", config.to_dict())
+        if self.is_main:
+            _write_yaml(self.out_dir / "config.yaml", config.to_dict())
 
     # -- data ------------------------------------------------------------------------------
 
     def _loader(self) -> DataLoader:
-        """Batches from the current step on (the data position is step x batch size)."""
+        """This rank's batches from the current data position on (``_RankOrder``)."""
         d = self.config.data
-        start = self.step * d.batch_size
         if d.shards:
             from hmr_ros.data.synthetic.dataset import SyntheticShards
 
             dataset = SyntheticShards(d.shards, aliases=False)
-            return DataLoader(dataset, batch_size=d.batch_size, num_workers=d.num_workers,
-                              sampler=_EpochOrder(len(dataset), d.seed, start))
-        from hmr_ros.data.synthetic.dataset import SyntheticStream
-
-        stream = SyntheticStream(d.synth, seed=d.seed, start=start, aliases=False)
-        return DataLoader(stream, batch_size=d.batch_size, num_workers=d.num_workers)
+            size: Optional[int] = len(dataset)
+        else:
+            dataset, size = _GeneratedSamples(d.synth, d.seed), None
+        order = _RankOrder(size, d.seed, self.data_position, d.batch_size, self.world, self.rank)
+        return DataLoader(dataset, batch_size=d.batch_size, num_workers=d.num_workers,
+                          sampler=order, pin_memory=self.device.type == "cuda")
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -236,13 +289,15 @@ class InstanceHMRTrainer:
                     "body": self.config.body, "state_dict": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(), "step": self.step,
+                    "data_position": self.data_position,
                     "train_config": self.config.to_dict(), "torch_rng": torch.get_rng_state()},
                    tmp)
         os.replace(tmp, path)
         return path
 
     def load(self, path) -> None:
-        """Resume: weights, optimiser, schedule, step (hence the data position)."""
+        """Resume: weights, optimiser, schedule, step and data position (checkpoints without
+        one come from single-process runs: step x batch size)."""
         ckpt = _read_checkpoint(Path(path), self.device)
         mine = _plain(asdict(self.config.model))
         diff = {k: (v, ckpt["config"].get(k)) for k, v in mine.items()
@@ -254,9 +309,17 @@ class InstanceHMRTrainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.step = int(ckpt["step"])
+        self.data_position = int(ckpt.get("data_position",
+                                          self.step * self.config.data.batch_size))
         torch.set_rng_state(ckpt["torch_rng"].cpu())
 
     def _checkpoint(self) -> None:
+        """Rank 0 writes ``checkpoints/step_*.pt`` and ``last.pt``; every rank waits for it."""
+        if self.is_main:
+            self._write_checkpoint()
+        barrier(self.processes)
+
+    def _write_checkpoint(self) -> None:
         ckpt_dir = self.out_dir / "checkpoints"
         step_path = self.save(ckpt_dir / f"step_{self.step:08d}.pt")
         tmp = self.out_dir / "last.pt.tmp"
@@ -268,12 +331,17 @@ class InstanceHMRTrainer:
 
     # -- training --------------------------------------------------------------------------
 
-    def train_step(self, batch: Dict[str, Tensor]) -> Dict[str, float]:
-        self.model.train()
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+    def _loss_terms(self, model: InstanceHMR, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Eq. 5 on a batch; ``self.net`` runs it (the loss uses the model's projection heads,
+        so under DDP it belongs inside the wrapped forward)."""
         targets = build_targets(batch, self.config.model)
         images = targets.pop("images")
-        terms = self.loss(self.model(images), targets, projectors=self.model)
+        return self.loss(model(images), targets, projectors=model)
+
+    def train_step(self, batch: Dict[str, Tensor]) -> Dict[str, float]:
+        self.net.train()
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        terms = self.net(batch)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         clip = self.config.optimizer.grad_clip
@@ -282,16 +350,18 @@ class InstanceHMRTrainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        self.data_position += self.config.data.batch_size * self.world
         values = {k: float(v.detach()) for k, v in terms.items()}
         values["grad_norm"] = float(norm)
         return values
 
     def train(self) -> Dict[str, float]:
         """Run to ``max_steps``, checkpoint, export (``config.export``); returns the mean
-        loss terms of the last logging window."""
+        loss terms of the last logging window (this rank's batches)."""
         cfg = self.config
-        logger = ScalarLogger(self.out_dir, tensorboard=cfg.log.tensorboard)
-        bar = _progress(self.max_steps, self.step, cfg.log.progress)
+        logger = (ScalarLogger(self.out_dir, tensorboard=cfg.log.tensorboard)
+                  if self.is_main else None)
+        bar = _progress(self.max_steps, self.step, self.is_main and cfg.log.progress)
         sums: Dict[str, float] = {}
         count, last = 0, {}
         try:
@@ -307,7 +377,8 @@ class InstanceHMRTrainer:
                 if self.step % cfg.log.every == 0 or self.step == self.max_steps:
                     last = {f"train/{k}": v / count for k, v in sums.items()}
                     last["train/lr"] = self.scheduler.get_last_lr()[0]
-                    logger.log(self.step, last)
+                    if logger is not None:
+                        logger.log(self.step, last)
                     sums, count = {}, 0
                 if cfg.checkpoint.every > 0 and self.step % cfg.checkpoint.every == 0:
                     self._checkpoint()
@@ -315,8 +386,9 @@ class InstanceHMRTrainer:
         finally:
             if bar is not None:
                 bar.close()
-            logger.close()
-        if cfg.export:
+            if logger is not None:
+                logger.close()
+        if cfg.export and self.is_main:
             self.export(self.out_dir / "export")
         return last
 
@@ -361,7 +433,12 @@ def run_instancehmr_training(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / Path(args.config).stem)
     trainer = InstanceHMRTrainer(config, out, resume=args.resume, max_steps=args.max_steps,
                                  device=args.device)
-    metrics = trainer.train()
+    try:
+        metrics = trainer.train()
+    finally:
+        end_processes(trainer.processes)
+    if not trainer.is_main:
+        return 0
     shown = {k.split("/", 1)[1]: round(v, 4) for k, v in metrics.items()}
     print(f"trained to step {trainer.step}; checkpoint {Path(out) / 'last.pt'}"
           + (f"; export {Path(out) / 'export'}" if config.export else "")

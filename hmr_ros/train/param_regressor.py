@@ -7,7 +7,18 @@ and augmentation of ``data.py`` (``adapt_synthetic`` & co.), the learning-rate s
 (``scalars.jsonl`` + TensorBoard), the output layout (``OUT/config.yaml``, ``OUT/last.pt``,
 ``OUT/best.pt``, ``OUT/checkpoints/step_*.pt``, atomic writes) and bit-exact resume (weights,
 optimiser, schedule, step, epoch, position in the epoch; the samplers key every sample's
-augmentation by its position). Single process only (no DDP): these are the light CPU runs.
+augmentation by its position).
+
+**Distributed** (as ``Trainer``, through ``distributed.py``): ``torchrun --nproc_per_node=8 -m
+hmr_ros.train --config configs/ochmr_light.yaml`` runs one process per GPU (``cuda:LOCAL_RANK``;
+NCCL, or gloo on CPU). The module that DDP wraps is the whole training forward
+(``training_outputs``: OCHMR's call, or ImpHMR's two views from one feature field), so every
+trained parameter gets averaged gradients; checkpoints hold the bare model. The samplers shard
+the data over the ranks (each draws different samples) and ``data.batch_size`` is per process
+(the effective batch is ``N`` times larger: scale ``optimizer.lr`` as needed). ImpHMR's random
+directions are keyed by (seed, step, rank). Rank 0 alone logs, validates and writes files;
+resuming on another number of processes restarts the current epoch's data order (with a
+warning).
 
 **Config** (YAML): the VisHMR schema's ``data``, ``augment``, ``optimizer``, ``schedule``,
 ``log`` sections unchanged, plus::
@@ -16,6 +27,7 @@ augmentation by its position). Single process only (no DDP): these are the light
     loss: {rotmats: 1.0, betas: 0.01, joints3d: 5.0, keypoints2d: 5.0, betas_prior: 1.0e-4}
     val: {every: 400, max_batches: 8, batch_size: null}
     checkpoint: {every: 200, keep_last: 2, best_metric: pa_mpjpe}
+    distributed: {backend: auto, find_unused_parameters: true, sync_batchnorm: false}
 
 **OCHMR context per sample** (``context_maps``): the render *is* the crop during training (see
 ``hmr_ros.eval.ablation``), so the crop box is the whole render, ``(0, 0, W, H)`` in the
@@ -43,6 +55,7 @@ import argparse
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
@@ -59,9 +72,11 @@ from hmr_ros.models.camera import weak_perspective_project
 from hmr_ros.models.checkpoint import CheckpointError
 from hmr_ros.runtime.context import centre_maps
 
-from .config import (ConfigError, DataConfig, LogConfig, OptimizerConfig, ScheduleConfig,
-                     _coerce, _dataclass, _no_unknown, _parse_data)
+from .config import (ConfigError, DataConfig, DistributedConfig, LogConfig, OptimizerConfig,
+                     ScheduleConfig, _coerce, _dataclass, _no_unknown, _parse_data)
 from .data import BuildContext, build_mixture, train_sampler, val_sampler
+from .distributed import (TrainingForward, barrier, check_settings, end_processes,
+                          start_processes, wrap_ddp)
 from .scalars import ScalarLogger
 from .trainer import _progress, _write_yaml, lr_factor, masked_joints3d
 
@@ -153,6 +168,7 @@ class ParamTrainConfig:
     val: ParamValConfig = field(default_factory=ParamValConfig)
     log: LogConfig = field(default_factory=LogConfig)
     checkpoint: ParamCheckpointConfig = field(default_factory=ParamCheckpointConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 0
     body: str = "procedural"
     device: str = "auto"
@@ -160,7 +176,8 @@ class ParamTrainConfig:
     def to_dict(self) -> dict:
         """Plain dict that ``parse_param_config`` turns back into this config."""
         out: Dict[str, Any] = {"model": {"name": self.model_name, **_plain(asdict(self.model))}}
-        for name in ("loss", "augment", "optimizer", "schedule", "val", "log", "checkpoint"):
+        for name in ("loss", "augment", "optimizer", "schedule", "val", "log", "checkpoint",
+                     "distributed"):
             out[name] = _plain(asdict(getattr(self, name)))
         data = _plain(asdict(self.data))
         data["train"] = [s.to_dict() for s in self.data.train]
@@ -180,7 +197,7 @@ def _plain(value):
 
 _SECTIONS = {"loss": ParamLossWeights, "augment": AugmentConfig, "optimizer": OptimizerConfig,
              "schedule": ScheduleConfig, "val": ParamValConfig, "log": LogConfig,
-             "checkpoint": ParamCheckpointConfig}
+             "checkpoint": ParamCheckpointConfig, "distributed": DistributedConfig}
 
 
 def param_model_name(path) -> Optional[str]:
@@ -241,6 +258,7 @@ def parse_param_config(data: Mapping[str, Any]) -> ParamTrainConfig:
     if cfg.checkpoint.best_metric not in ("mpjpe", "pa_mpjpe", "pve"):
         raise ConfigError(f"'checkpoint.best_metric' must be mpjpe, pa_mpjpe or pve, got "
                           f"{cfg.checkpoint.best_metric!r}")
+    check_settings(cfg.distributed)
     return cfg
 
 
@@ -360,20 +378,15 @@ class ParamLoss(nn.Module):
 
 class ParamTrainer:
     """Build everything from a ``ParamTrainConfig``; ``train()`` runs to ``max_steps``
-    (default ``schedule.total_steps``; stopping early leaves the schedule unchanged)."""
+    (default ``schedule.total_steps``; stopping early leaves the schedule unchanged).
+
+    Subclasses (``DPMeshTrainer``) build their own model and loss between ``_start`` and
+    ``_assemble``, and override ``with_sample_extras`` / ``training_outputs`` / ``losses``.
+    """
 
     def __init__(self, config: ParamTrainConfig, out_dir, resume: Optional[str] = None,
                  max_steps: Optional[int] = None, device: Optional[str] = None) -> None:
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ValueError("the parameter-regressor trainer runs in one process (no torchrun)")
-        self.config, self.out_dir = config, Path(out_dir)
-        self.max_steps = int(max_steps if max_steps is not None else config.schedule.total_steps)
-        dev = device or config.device
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                                   if dev == "auto" else dev)
-        self.is_main = True  # the CLI's contract with Trainer
-        self.distributed = False
-        torch.manual_seed(config.seed)
+        self._start(config, out_dir, max_steps, device)
         self.model = build_model(config.model_name, config.model).to(self.device)
         self.body = BodyLBS(config.body).to(self.device)
         if config.model_name == "imphmr":
@@ -381,6 +394,24 @@ class ParamTrainer:
                 config.loss, config.body).to(self.device)
         else:
             self.loss_fn = ParamLoss(config.loss, self.body).to(self.device)
+        self._assemble(resume)
+
+    def _start(self, config, out_dir, max_steps: Optional[int], device: Optional[str]) -> None:
+        """Config, processes (torchrun: ``distributed.py``), device and the seed."""
+        self.config, self.out_dir = config, Path(out_dir)
+        self.max_steps = int(max_steps if max_steps is not None else config.schedule.total_steps)
+        self.processes = start_processes(device or config.device, config.distributed.backend)
+        self.world, self.rank = self.processes.world, self.processes.rank
+        self.distributed, self.is_main = self.processes.distributed, self.processes.is_main
+        self.device = self.processes.device
+        torch.manual_seed(config.seed)
+
+    def _assemble(self, resume: Optional[str]) -> None:
+        """With ``self.model`` built: the DDP-wrapped training forward, optimiser, schedule,
+        data (sharded over the ranks), state, resume and (rank 0) the scalar log."""
+        config = self.config
+        self.net = wrap_ddp(TrainingForward(self.model, self.training_outputs), self.processes,
+                            config.distributed)
         o = config.optimizer
         decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
@@ -394,19 +425,25 @@ class ParamTrainer:
         crop = config.model.crop_size
         self.train_ctx = BuildContext(crop, crop // 4, config.augment, config.seed, train=True)
         self.val_ctx = BuildContext(crop, crop // 4, None, config.seed, train=False)
-        size, sigma = self._context_size()
-        self.train_set = add_context(build_mixture(config.data.train, self.train_ctx), size,
-                                     sigma)
+        self.train_set = self.with_sample_extras(build_mixture(config.data.train,
+                                                               self.train_ctx))
         self.sampler = train_sampler(self.train_set, [d.weight for d in config.data.train],
-                                     config.data.epoch_size, 1, 0, config.seed)
+                                     config.data.epoch_size, self.world, self.rank, config.seed)
         self.loader = self._loader(self.train_set, self.sampler, config.data.batch_size, True)
-        self.val_set = (add_context(build_mixture(config.data.val, self.val_ctx), size, sigma)
-                        if config.data.val else None)
+        self.val_set = (self.with_sample_extras(build_mixture(config.data.val, self.val_ctx))
+                        if config.data.val and self.is_main else None)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_metric, self.best_step = float("inf"), -1
         if resume:
             self.load(resume)
-        self.logger = ScalarLogger(self.out_dir, config.log.tensorboard)
+        self.logger = (ScalarLogger(self.out_dir, config.log.tensorboard)
+                       if self.is_main else None)
+
+    def with_sample_extras(self, mixture):
+        """The mixture's samples with what the model needs besides the crop (here the context
+        maps and the GT camera, ``add_context``)."""
+        size, sigma = self._context_size()
+        return add_context(mixture, size, sigma)
 
     def _context_size(self) -> Tuple[int, float]:
         m = self.config.model
@@ -422,27 +459,38 @@ class ParamTrainer:
     # -- model call ------------------------------------------------------------------------
 
     def forward(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        if self.config.model_name == "ochmr":
-            return self.model(batch["image"], batch["context"])
-        return self.model(batch["image"])  # ImpHMR: canonical view (phi = None)
+        """The bare model's outputs, as validated (ImpHMR: the canonical view, φ = None)."""
+        if self.config.model_name == "imphmr":
+            return self.model(batch["image"])
+        return self.training_outputs(self.model, batch)
+
+    def training_outputs(self, model: nn.Module, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """What the loss needs of ``model`` for a batch; ``self.net`` runs it (so under DDP
+        every trained parameter is reached inside the wrapper's ``forward``)."""
+        if self.config.model_name == "imphmr":
+            return self._imphmr_views(model, batch)
+        return model(batch["image"], batch["context"])
+
+    def step_generator(self) -> torch.Generator:
+        """This step's random draws (ImpHMR's directions φ, DPMesh's keypoint noise), keyed by
+        (seed, step, rank): a resumed run draws what the uninterrupted one did, each rank draws
+        its own, and rank 0 what a single process does."""
+        return torch.Generator().manual_seed(
+            self.config.seed * 1_000_003 + self.step + self.rank * 2**48)
 
     def losses(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
         if self.config.model_name == "imphmr":
             return self._imphmr_losses(batch)
-        terms = self.loss_fn(self.forward(batch), batch)
+        terms = self.loss_fn(self.net(batch), batch)
         terms.pop("joints")
         return terms
 
-    def _imphmr_losses(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        """ImpHMR's own loss (``ImpHMRLoss``: canonical regression, imagination from a random
-        direction φ, consistency), the feature field computed once for both views. φ comes
-        from a generator keyed by (seed, step), so a resumed run draws the same directions."""
-        if not bool((batch["has_cam"] > 0).all() and (batch["has_smpl"] > 0).all()):
-            raise ValueError("ImpHMR's loss needs SMPL and camera labels on every sample "
-                             "(synthetic data); this batch lacks some")
-        module, m = _imphmr_module(), self.model
-        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
-        phi = module.sample_view_directions(batch["image"].shape[0], generator=g).to(self.device)
+    def _imphmr_views(self, m: nn.Module, batch: Dict[str, Tensor]) -> Dict[str, Any]:
+        """ImpHMR's canonical view and the view from a random direction φ
+        (``step_generator``), the feature field computed once for both."""
+        module = _imphmr_module()
+        phi = module.sample_view_directions(batch["image"].shape[0],
+                                            generator=self.step_generator()).to(self.device)
         field_ = m.field(batch["image"])
 
         def render(samples: Tensor) -> Dict[str, Tensor]:
@@ -450,11 +498,19 @@ class ParamTrainer:
             out = m.regressor(m.renderer(features).mean(dim=(2, 3)))
             return {**out, "silhouette": silhouette, "features": features}
 
-        canonical = render(m.sample_canonical(field_))
-        view = render(m.sample_view(field_, phi))
+        return {"canonical": render(m.sample_canonical(field_)),
+                "view": render(m.sample_view(field_, phi)), "phi": phi}
+
+    def _imphmr_losses(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """ImpHMR's own loss (``ImpHMRLoss``: canonical regression, imagination from a random
+        direction φ, consistency)."""
+        if not bool((batch["has_cam"] > 0).all() and (batch["has_smpl"] > 0).all()):
+            raise ValueError("ImpHMR's loss needs SMPL and camera labels on every sample "
+                             "(synthetic data); this batch lacks some")
+        views = self.net(batch)
         targets = {"rotmats": batch["rel_rotmats"], "betas": batch["betas"],
                    "cam": batch["cam"], "keypoints2d": batch["keypoints2d"]}
-        return self.loss_fn(canonical, targets, view=view, phi=phi)
+        return self.loss_fn(views["canonical"], targets, view=views["view"], phi=views["phi"])
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -469,6 +525,7 @@ class ParamTrainer:
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(), "step": self.step,
                     "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                    "world_size": self.world,
                     "best_metric": self.best_metric, "best_step": self.best_step,
                     "train_config": self.config.to_dict(), "torch_rng": torch.get_rng_state()},
                    tmp)
@@ -492,12 +549,22 @@ class ParamTrainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
         self.batch_in_epoch = int(ckpt["batch_in_epoch"])
+        if int(ckpt.get("world_size", self.world)) != self.world:
+            warnings.warn(f"resuming a {ckpt['world_size']}-process run on {self.world}: the "
+                          "data order of the current epoch restarts", stacklevel=2)
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         self.best_metric = float(ckpt.get("best_metric", float("inf")))
         self.best_step = int(ckpt.get("best_step", -1))
         if "torch_rng" in ckpt:
             torch.set_rng_state(ckpt["torch_rng"].cpu())
 
     def _checkpoint(self) -> None:
+        """Rank 0 writes ``checkpoints/step_*.pt`` and ``last.pt``; every rank waits for it."""
+        if self.is_main:
+            self._write_checkpoint()
+        barrier(self.processes)
+
+    def _write_checkpoint(self) -> None:
         ckpt_dir = self.out_dir / "checkpoints"
         step_path = self.save(ckpt_dir / f"step_{self.step:08d}.pt")
         tmp = self.out_dir / "last.pt.tmp"
@@ -510,7 +577,7 @@ class ParamTrainer:
     # -- training --------------------------------------------------------------------------
 
     def train_step(self, batch: Dict[str, Tensor]) -> Dict[str, float]:
-        self.model.train()
+        self.net.train()
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()
                  if isinstance(v, Tensor)}
         terms = self.losses(batch)
@@ -530,11 +597,13 @@ class ParamTrainer:
         """Run to ``max_steps``; returns the last validation metrics (empty without val)."""
         cfg = self.config
         if self.step >= self.max_steps:
-            print(f"already at step {self.step} >= max steps {self.max_steps}: nothing to do")
+            if self.is_main:
+                print(f"already at step {self.step} >= max steps {self.max_steps}: nothing to do")
             return {}
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        _write_yaml(self.out_dir / "config.yaml", cfg.to_dict())
-        bar = _progress(self.max_steps, self.step, cfg.log.progress)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            _write_yaml(self.out_dir / "config.yaml", cfg.to_dict())
+        bar = _progress(self.max_steps, self.step, self.is_main and cfg.log.progress)
         sums: Dict[str, float] = {}
         count, tic, metrics = 0, time.perf_counter(), {}
         try:
@@ -565,29 +634,36 @@ class ParamTrainer:
                         break
                 else:
                     if not got_batch and self.batch_in_epoch == 0:
-                        raise ValueError(f"the training set yields no batch of "
-                                         f"{cfg.data.batch_size} ({len(self.train_set)} samples)")
+                        raise ValueError(
+                            f"the training set yields no batch of {cfg.data.batch_size} per "
+                            f"process ({len(self.train_set)} samples, {self.world} processes)")
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-            if cfg.data.val:
+            if cfg.data.val:  # the same decision on every rank (they meet in a barrier)
                 metrics = self._validate_and_track()
             self._checkpoint()
         finally:
             if bar is not None:
                 bar.close()
-            self.logger.close()
+            if self.logger is not None:
+                self.logger.close()
         return metrics
 
     def _log_train(self, sums: Dict[str, float], count: int, seconds: float) -> None:
-        if count == 0:
+        if self.logger is None or count == 0:
             return
         scalars = {f"train/{k}": v / count for k, v in sums.items()}
         scalars["train/lr"] = self.optimizer.param_groups[0]["lr"]
-        scalars["train/samples_per_s"] = count * self.config.data.batch_size / max(seconds, 1e-9)
+        scalars["train/samples_per_s"] = count * self.config.data.batch_size * self.world / max(
+            seconds, 1e-9)
         self.logger.log(self.step, scalars)
 
     def _validate_and_track(self) -> Dict[str, float]:
-        if self.val_set is None:
-            return {}
+        """Rank 0 validates (and writes ``best.pt``); every rank waits for it."""
+        metrics = self._validate_main() if self.val_set is not None else {}
+        barrier(self.processes)
+        return metrics
+
+    def _validate_main(self) -> Dict[str, float]:
         tic = time.perf_counter()
         metrics = self.validate()
         self.logger.log(self.step, {f"val/{k}": v for k, v in metrics.items()})
@@ -676,8 +752,12 @@ def run_param_training(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / Path(args.config).stem)
     trainer = ParamTrainer(config, out, resume=args.resume, max_steps=args.max_steps,
                            device=args.device)
-    metrics = trainer.train()
-    shown = {k: round(v, 2) for k, v in metrics.items()}
-    print(f"trained to step {trainer.step}; checkpoint {Path(out) / 'last.pt'}"
-          + (f"; val {shown}" if shown else ""))
+    try:
+        metrics = trainer.train()
+        if trainer.is_main:
+            shown = {k: round(v, 2) for k, v in metrics.items()}
+            print(f"trained to step {trainer.step}; checkpoint {Path(out) / 'last.pt'}"
+                  + (f"; val {shown}" if shown else ""))
+    finally:
+        end_processes(trainer.processes)
     return 0

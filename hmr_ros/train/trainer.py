@@ -8,8 +8,9 @@ scheduler / step / data position / best metric) and logging (tqdm, TensorBoard, 
 **Distributed.** ``torchrun --nproc_per_node=N -m hmr_ros.train --config ...`` (or ``hmr-ros
 train`` under torchrun): when ``WORLD_SIZE`` > 1 the process group is initialised from the
 torchrun environment (NCCL with CUDA, else gloo), each rank drives ``cuda:LOCAL_RANK``, the model
-is wrapped in ``DistributedDataParallel`` and the samplers shard the data. ``data.batch_size`` is
-per process. Rank 0 alone logs, validates and writes checkpoints.
+is wrapped in ``DistributedDataParallel`` and the samplers shard the data (``distributed.py``,
+shared with the other trainers). ``data.batch_size`` is per process. Rank 0 alone logs,
+validates and writes checkpoints.
 
 **Partial labels.** A batch may mix datasets with different labels (IUV or not, SMPL or not,
 ...). ``VisHMRLoss`` leaves out terms whose target is absent *for the whole batch*, so the batch
@@ -48,6 +49,7 @@ from hmr_ros.models.vishmr import VisHMR
 
 from .config import TrainConfig
 from .data import BuildContext, build_mixture, train_sampler, val_sampler
+from .distributed import barrier, start_processes, wrap_ddp
 from .scalars import ScalarLogger
 
 __all__ = ["TeacherForcedVisHMR", "Trainer", "compute_loss", "lr_factor", "masked_joints3d"]
@@ -142,12 +144,6 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _dist_env() -> Dict[str, int]:
-    return {"world": int(os.environ.get("WORLD_SIZE", "1")),
-            "rank": int(os.environ.get("RANK", "0")),
-            "local_rank": int(os.environ.get("LOCAL_RANK", "0"))}
-
-
 class Trainer:
     """Build everything from a ``TrainConfig``; ``train()`` runs to ``max_steps``.
 
@@ -161,41 +157,17 @@ class Trainer:
         self.config, self.out_dir = config, Path(out_dir)
         self.max_steps = int(max_steps if max_steps is not None else config.schedule.total_steps)
         # 1. Processes and device
-        env = _dist_env()
-        self.world, self.rank = env["world"], env["rank"]
-        self.distributed = self.world > 1
-        dev = device or config.device
-        if dev == "auto":
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.distributed:
-            import torch.distributed as dist
-
-            if dev.startswith("cuda"):
-                torch.cuda.set_device(env["local_rank"])
-                dev = f"cuda:{env['local_rank']}"
-            backend = config.distributed.backend
-            if backend == "auto":
-                backend = "nccl" if dev.startswith("cuda") else "gloo"
-            if not dist.is_initialized():
-                dist.init_process_group(backend=backend)
-            self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.device = torch.device(dev)
-        self.is_main = self.rank == 0
+        self.processes = start_processes(device or config.device, config.distributed.backend)
+        self.world, self.rank = self.processes.world, self.processes.rank
+        self.distributed, self.is_main = self.processes.distributed, self.processes.is_main
+        self.device = self.processes.device
         torch.manual_seed(config.seed)
         # 2. Model, loss, optimiser, schedule
         from hmr_ros.body import load_body_model
 
         self.model = VisHMR(config.model, load_body_model(config.body)).to(self.device)
-        self.net: nn.Module = TeacherForcedVisHMR(self.model, config.teacher_forcing)
-        if self.distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            if config.distributed.sync_batchnorm:
-                self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
-                self.model = self.net.model
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DDP(self.net, device_ids=ids,
-                           find_unused_parameters=config.distributed.find_unused_parameters)
+        self.net: nn.Module = wrap_ddp(TeacherForcedVisHMR(self.model, config.teacher_forcing),
+                                       self.processes, config.distributed)
         self.loss_fn = VisHMRLoss(config.loss, fg_threshold=config.model.fg_threshold)
         self.optimizer = self._optimizer()
         s = config.schedule
@@ -475,10 +447,7 @@ class Trainer:
         self._barrier()
 
     def _barrier(self) -> None:
-        if self.distributed:
-            import torch.distributed as dist
-
-            dist.barrier()
+        barrier(self.processes)
 
     def _validate_and_track(self) -> Dict[str, float]:
         metrics: Dict[str, float] = {}
