@@ -63,6 +63,9 @@ def test_runner_chains_the_graphs_like_torch(model_and_dir, body, batch):
     assert isinstance(runner, ParamRegressorRunner)
     assert runner.takes_keypoints and not runner.takes_context
     assert runner.chain == ("unet", "regressor")
+    for stage in runner.manifest.stages.values():  # TensorRT plans: only the batch axis varies
+        for t in stage.inputs + stage.outputs:
+            assert t.shape[0] == "batch" and all(isinstance(d, int) for d in t.shape[1:]), t
     crops = np.random.default_rng(batch).uniform(-1, 1, (batch, 3, CROP, CROP)).astype(np.float32)
     kp = _keypoints(batch, batch)
     got = runner(crops, runner.default_z(batch), keypoints=kp)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, Mapping, Optional, Union
 
 from .errors import ExportError
-from .manifest import Manifest, StageSpec
+from .manifest import Manifest, StageSpec, TensorSpec
 from .onnx_export import _export_one, _specs, sha256_of
 from .trt_support import check_tensorrt_compat
 
@@ -63,6 +63,12 @@ def _parity(path: Path, feeds: Mapping[str, "object"], names, expected, atol: fl
     return sess
 
 
+def _traced_specs(names, arrays) -> tuple:
+    """TensorSpecs of the traced outputs: the batch axis dynamic, every other axis its size."""
+    return tuple(TensorSpec(n, ("batch",) + tuple(int(d) for d in a.shape[1:]), "float32")
+                 for n, a in zip(names, arrays))
+
+
 def export_dpmesh(model, out_dir: Union[str, Path], *, body, opset: int = 17,
                   fp16_unet: bool = False, check_tensorrt: bool = True,
                   parity_atol: float = 1e-3, fp16_atol: float = 5e-2) -> Manifest:
@@ -105,13 +111,17 @@ def export_dpmesh(model, out_dir: Union[str, Path], *, body, opset: int = 17,
                         fp16_atol if fp16_unet else parity_atol)
     feeds = {n: a for n, a in zip(DPMESH_FEATURES, expected_features)}
     reg_sess = _parity(reg_path, feeds, DPMESH_OUTPUTS, expected_params, parity_atol)
+    # ONNX shape inference loses some inner sizes (attention maps, reshapes): the manifest takes
+    # them from the traced tensors, so every axis but the batch is a number (TensorRT buffer
+    # plans size each "batch" axis as max_batch)
+    unet_out = _traced_specs(DPMESH_FEATURES, expected_features)
     stages = {
         UNET_STAGE: StageSpec(file=unet_path.name, sha256=sha256_of(unet_path),
                               inputs=_specs(unet_sess.get_inputs(), UNET_INPUTS),
-                              outputs=_specs(unet_sess.get_outputs(), DPMESH_FEATURES)),
+                              outputs=unet_out),
         REGRESSOR_STAGE: StageSpec(file=reg_path.name, sha256=sha256_of(reg_path),
-                                   inputs=_specs(reg_sess.get_inputs(), reg_inputs),
-                                   outputs=_specs(reg_sess.get_outputs(), DPMESH_OUTPUTS)),
+                                   inputs=unet_out,
+                                   outputs=_traced_specs(DPMESH_OUTPUTS, expected_params)),
     }
     manifest = Manifest(
         model="dpmesh",
