@@ -110,7 +110,7 @@ def export_dpmesh(model, out_dir: Union[str, Path], *, body, opset: int = 17,
                         DPMESH_FEATURES, expected_features,
                         fp16_atol if fp16_unet else parity_atol)
     feeds = {n: a for n, a in zip(DPMESH_FEATURES, expected_features)}
-    reg_sess = _parity(reg_path, feeds, DPMESH_OUTPUTS, expected_params, parity_atol)
+    _parity(reg_path, feeds, DPMESH_OUTPUTS, expected_params, parity_atol)
     # ONNX shape inference loses some inner sizes (attention maps, reshapes): the manifest takes
     # them from the traced tensors, so every axis but the batch is a number (TensorRT buffer
     # plans size each "batch" axis as max_batch)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -61,7 +60,7 @@ from .distributed import (TrainingForward, barrier, check_settings, end_processe
                           start_processes, wrap_ddp)
 from .param_regressor import BodyLBS
 from .scalars import ScalarLogger
-from .trainer import _progress, _write_yaml, lr_factor
+from .trainer import _progress, _write_yaml, lr_factor, write_checkpoint
 
 __all__ = ["INSTANCEHMR_FORMAT", "InstanceHMRCheckpointConfig", "InstanceHMRDataConfig",
            "InstanceHMRTrainConfig", "InstanceHMRTrainer", "is_instancehmr_config",
@@ -316,18 +315,10 @@ class InstanceHMRTrainer:
     def _checkpoint(self) -> None:
         """Rank 0 writes ``checkpoints/step_*.pt`` and ``last.pt``; every rank waits for it."""
         if self.is_main:
-            self._write_checkpoint()
+            write_checkpoint(self.out_dir, self.step, self.save,
+                             self.config.checkpoint.keep_last)
         barrier(self.processes)
 
-    def _write_checkpoint(self) -> None:
-        ckpt_dir = self.out_dir / "checkpoints"
-        step_path = self.save(ckpt_dir / f"step_{self.step:08d}.pt")
-        tmp = self.out_dir / "last.pt.tmp"
-        shutil.copyfile(step_path, tmp)
-        os.replace(tmp, self.out_dir / "last.pt")
-        keep = self.config.checkpoint.keep_last
-        for p in sorted(ckpt_dir.glob("step_*.pt"))[:-keep] if keep > 0 else []:
-            p.unlink()
 
     # -- training --------------------------------------------------------------------------
 

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -78,7 +77,7 @@ from .data import BuildContext, build_mixture, train_sampler, val_sampler
 from .distributed import (TrainingForward, barrier, check_settings, end_processes,
                           start_processes, wrap_ddp)
 from .scalars import ScalarLogger
-from .trainer import _progress, _write_yaml, lr_factor, masked_joints3d
+from .trainer import _progress, _write_yaml, lr_factor, masked_joints3d, write_checkpoint
 
 __all__ = ["PARAM_FORMAT", "PARAM_MODELS", "ParamCheckpointConfig", "ParamLoss",
            "ParamLossWeights", "ParamTrainConfig", "ParamTrainer", "ParamValConfig",
@@ -561,18 +560,10 @@ class ParamTrainer:
     def _checkpoint(self) -> None:
         """Rank 0 writes ``checkpoints/step_*.pt`` and ``last.pt``; every rank waits for it."""
         if self.is_main:
-            self._write_checkpoint()
+            write_checkpoint(self.out_dir, self.step, self.save,
+                             self.config.checkpoint.keep_last)
         barrier(self.processes)
 
-    def _write_checkpoint(self) -> None:
-        ckpt_dir = self.out_dir / "checkpoints"
-        step_path = self.save(ckpt_dir / f"step_{self.step:08d}.pt")
-        tmp = self.out_dir / "last.pt.tmp"
-        shutil.copyfile(step_path, tmp)
-        os.replace(tmp, self.out_dir / "last.pt")
-        keep = self.config.checkpoint.keep_last
-        for p in sorted(ckpt_dir.glob("step_*.pt"))[:-keep] if keep > 0 else []:
-            p.unlink()
 
     # -- training --------------------------------------------------------------------------
 

@@ -144,6 +144,21 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 # --------------------------------------------------------------------------------------------
 
 
+
+def write_checkpoint(out_dir: Path, step: int, save, keep_last: int) -> Path:
+    """``save(path)`` writes ``OUT/checkpoints/step_N.pt``; it becomes ``OUT/last.pt`` too (by
+    an atomic rename, so a reader never sees half a file), and only the newest ``keep_last``
+    step files stay (0 keeps them all). Shared by every trainer."""
+    ckpt_dir = Path(out_dir) / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    step_path = save(ckpt_dir / f"step_{step:08d}.pt")
+    tmp = Path(out_dir) / "last.pt.tmp"
+    shutil.copyfile(step_path, tmp)
+    os.replace(tmp, Path(out_dir) / "last.pt")
+    for p in sorted(ckpt_dir.glob("step_*.pt"))[:-keep_last] if keep_last > 0 else []:
+        p.unlink()
+    return step_path
+
 class Trainer:
     """Build everything from a ``TrainConfig``; ``train()`` runs to ``max_steps``.
 
@@ -335,16 +350,7 @@ class Trainer:
                   f"{self.config.model.feature_stride}), the new ones start as upsampling")
 
     def _checkpoint(self) -> None:
-        ckpt_dir = self.out_dir / "checkpoints"
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        step_path = self.save(ckpt_dir / f"step_{self.step:08d}.pt")
-        tmp = self.out_dir / "last.pt.tmp"
-        shutil.copyfile(step_path, tmp)
-        os.replace(tmp, self.out_dir / "last.pt")
-        keep = self.config.checkpoint.keep_last
-        old = sorted(ckpt_dir.glob("step_*.pt"))
-        for p in old[:-keep] if keep > 0 else []:
-            p.unlink()
+        write_checkpoint(self.out_dir, self.step, self.save, self.config.checkpoint.keep_last)
 
     # -- training ----------------------------------------------------------------------------
 
