@@ -25,8 +25,9 @@ def generate_launch_description():
                               description="optional vision_msgs/Detection2DArray of person "
                                           "boxes, matched to images by stamp"),
         DeclareLaunchArgument("model", default_value="auto",
-                              description="auto | vishmr | ochmr | imphmr: the regressor "
-                                          "(a name alone picks its bundled model)"),
+                              description="auto | vishmr | ochmr | imphmr | instancehmr | "
+                                          "dpmesh: the regressor (a name alone picks its "
+                                          "bundled model; instancehmr needs no detector)"),
         DeclareLaunchArgument("person_detector", default_value="auto",
                               description="auto | blazepose | none: where people come from "
                                           "without a detections topic"),
