@@ -64,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"trained to step {trainer.step}; checkpoint {Path(out) / 'last.pt'}"
                   + (f"; val {shown}" if shown else ""))
     finally:
-        if trainer.distributed:
-            import torch.distributed as dist
+        from .distributed import end_processes
 
-            dist.destroy_process_group()
+        end_processes(trainer.processes)
     return 0
 
 
