@@ -36,7 +36,10 @@ def open_transport(kind: str, node_name: str, namespace: str = "", *,
     if kind == "rclpy":
         from .rclpy_transport import RclpyTransport
 
-        return RclpyTransport(node_name, namespace, parameters=parameters)
+        # hmr-ros parses its own command line (``-p name:=value`` included): rcl gets none of it,
+        # and Ctrl-C / SIGTERM stay the CLI's to handle, as on the built-in transport
+        return RclpyTransport(node_name, namespace, parameters=parameters, args=[node_name],
+                              signal_handlers=False)
     from .dds import DdsTransport
 
     return DdsTransport(node_name, namespace, parameters=parameters, **options)

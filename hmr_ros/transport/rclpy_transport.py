@@ -156,17 +156,26 @@ def _managed_node_class():
 
 class RclpyTransport(Transport):
     """A ROS 2 node through rclpy (initialises rclpy if the process has not). ``args``: the
-    process's ROS arguments (remaps, parameter files, ``__node``); ``managed``: a lifecycle
-    node (``ros2 lifecycle``), whose transitions run the hooks of `set_lifecycle_hooks`."""
+    process's ROS arguments (remaps, parameter files, ``__node``; None = rclpy reads
+    ``sys.argv``); ``managed``: a lifecycle node (``ros2 lifecycle``), whose transitions run the
+    hooks of `set_lifecycle_hooks`; ``signal_handlers``: rclpy's own SIGINT / SIGTERM handlers
+    (they shut the context down under the caller; off, Ctrl-C is Python's KeyboardInterrupt as
+    on the built-in transport)."""
 
     def __init__(self, node_name: str, namespace: str = "", *,
                  parameters: Optional[Dict[str, Any]] = None,
-                 args: Optional[List[str]] = None, managed: bool = False) -> None:
+                 args: Optional[List[str]] = None, managed: bool = False,
+                 signal_handlers: bool = True) -> None:
         rclpy, self._rqos, Node, Parameter, self._get_message = _import_rclpy()
         self._rclpy = rclpy
         self._owns_context = not rclpy.ok()
         if self._owns_context:
-            rclpy.init(args=args)
+            options = {}
+            if not signal_handlers:
+                from rclpy.signals import SignalHandlerOptions
+
+                options["signal_handler_options"] = SignalHandlerOptions.NO
+            rclpy.init(args=args, **options)
         overrides = [Parameter(k, value=v) for k, v in (parameters or {}).items()]
         cls = _managed_node_class() if managed else Node
         self.managed = managed
