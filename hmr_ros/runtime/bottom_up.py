@@ -5,9 +5,9 @@ side max(W, H) centred on the frame, black outside), the ``maps`` graph returns 
 heatmap and an SMPL parameter map, the centre peaks (NMS kernel, `hmr_ros.kernels.centre_peaks`)
 say where people are, and the ``decode`` graph reads the parameter vectors at those pixels
 (``index``, -1 for an empty slot) and turns them into rotations, shape and a weak-perspective
-camera of the letterboxed square -- the
-same crop camera the top-down models predict, so `FramePipeline` maps it to the frame with the
-letterbox as the crop. Boxes for the tracker come from each body's projected mesh.
+camera of the letterboxed square -- the same crop camera the top-down models predict, so
+`FramePipeline` maps it to the frame with the letterbox as the crop. Boxes for the tracker come
+from each body's projected mesh.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class CentreSpec:
 
 
 class BottomUpRunner:
-    """An exported InstanceHMR on any backend, with a body model. Host arrays in and out."""
+    """An exported InstanceHMR on any backend, with a body model: a host frame in, host arrays
+    out; in between the data stays on the GPU when the placement is device-resident."""
 
     bottom_up = True
     takes_keypoints = False
