@@ -6,7 +6,10 @@
 * ``vishmr``: ``VisHMRConfig`` and ``VisHMR`` (``stage_a`` / ``stage_b`` / ``merge`` /
   ``forward``);
 * ``camera``: the weak-perspective crop camera convention;
-* ``losses``: ``VisHMRLoss`` (eqs. 2-3 + keypoints + shape) and GT visibility (eq. 1).
+* ``losses``: ``VisHMRLoss`` (eqs. 2-3 + keypoints + shape) and GT visibility (eq. 1);
+* the other papers' regressors, imported from their modules: ``ochmr`` (CoNorm), ``imphmr``
+  (feature fields), ``instancehmr`` (bottom-up; ``hrnet``: HRNet-W32), ``dpmesh`` (diffusers
+  U-Net + ControlNet backbone; ``dpmesh_cost``: full-size parameters and FLOPs).
 
 Model code never imports node or runtime code (DESIGN.md §3).
 """
