@@ -191,6 +191,12 @@ _SECTIONS = {
 
 def load_config(path: Union[str, Path]) -> TrainConfig:
     """Read and validate a YAML training config."""
+    return read_yaml_config(path, parse_config)
+
+
+def read_yaml_config(path: Union[str, Path], parse):
+    """``parse(data)`` of the YAML file ``path``: every trainer's loader, errors naming the
+    file."""
     import yaml
 
     path = Path(path)
@@ -201,9 +207,19 @@ def load_config(path: Union[str, Path]) -> TrainConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     try:
-        return parse_config(data or {})
+        return parse(data or {})
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def check_run_basics(cfg) -> None:
+    """The checks every trainer's config shares (schedule, batch size, learning rate, log
+    period): for the configs of ``param_regressor``, ``dpmesh`` and ``instancehmr``."""
+    s = cfg.schedule
+    if s.total_steps < 1 or not 0 <= s.warmup_steps <= s.total_steps:
+        raise ConfigError("'schedule': need total_steps >= 1 and 0 <= warmup_steps <= total_steps")
+    if cfg.data.batch_size < 1 or cfg.optimizer.lr <= 0 or cfg.log.every < 1:
+        raise ConfigError("need data.batch_size >= 1, optimizer.lr > 0 and log.every >= 1")
 
 
 def parse_config(data: Mapping[str, Any]) -> TrainConfig:

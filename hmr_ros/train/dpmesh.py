@@ -46,7 +46,8 @@ from hmr_ros.models.checkpoint import CheckpointError
 from hmr_ros.models.dpmesh import DPMesh, DPMeshConfig, DPMeshLoss, DPMeshLossWeights
 
 from .config import (ConfigError, DataConfig, DistributedConfig, LogConfig, OptimizerConfig,
-                     ScheduleConfig, _coerce, _dataclass, _no_unknown, _parse_data)
+                     ScheduleConfig, _coerce, _dataclass, _no_unknown, _parse_data,
+                     check_run_basics, read_yaml_config)
 from .data import _MEAN, _STD, _image_side
 from .distributed import check_settings, end_processes
 from .param_regressor import (BodyLBS, ParamCheckpointConfig, ParamTrainer,
@@ -138,25 +139,13 @@ def parse_dpmesh_config(data: Mapping[str, Any]) -> DPMeshTrainConfig:
     if cfg.keypoints not in KEYPOINT_SOURCES:
         raise ConfigError(f"'keypoints' must be one of {list(KEYPOINT_SOURCES)}, got "
                           f"{cfg.keypoints!r}")
-    s = cfg.schedule
-    if s.total_steps < 1 or not 0 <= s.warmup_steps <= s.total_steps:
-        raise ConfigError("'schedule': need total_steps >= 1 and 0 <= warmup_steps <= total_steps")
-    if cfg.data.batch_size < 1 or cfg.optimizer.lr <= 0 or cfg.log.every < 1:
-        raise ConfigError("need data.batch_size >= 1, optimizer.lr > 0 and log.every >= 1")
+    check_run_basics(cfg)
     check_settings(cfg.distributed)
     return cfg
 
 
 def load_dpmesh_train_config(path) -> DPMeshTrainConfig:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        return parse_dpmesh_config(yaml.safe_load(path.read_text()) or {})
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return read_yaml_config(path, parse_dpmesh_config)
 
 
 def dpmesh_model_name(path) -> Optional[str]:

@@ -55,12 +55,13 @@ from hmr_ros.models.instancehmr import (InstanceHMR, InstanceHMRConfig, Instance
                                         InstanceHMRLossWeights, build_targets)
 
 from .config import (ConfigError, DistributedConfig, LogConfig, OptimizerConfig,
-                     ScheduleConfig, _coerce, _dataclass, _no_unknown)
+                     ScheduleConfig, _coerce, _dataclass, _no_unknown, check_run_basics,
+                     read_yaml_config)
 from .distributed import (TrainingForward, barrier, check_settings, end_processes,
                           start_processes, wrap_ddp)
 from .param_regressor import BodyLBS
 from .scalars import ScalarLogger
-from .trainer import _progress, _write_yaml, lr_factor, write_checkpoint
+from .trainer import _progress, _write_yaml, lr_factor, read_checkpoint, write_checkpoint
 
 __all__ = ["INSTANCEHMR_FORMAT", "InstanceHMRCheckpointConfig", "InstanceHMRDataConfig",
            "InstanceHMRTrainConfig", "InstanceHMRTrainer", "is_instancehmr_config",
@@ -159,25 +160,13 @@ def parse_instancehmr_config(data: Mapping[str, Any]) -> InstanceHMRTrainConfig:
         if key in data:
             kwargs[key] = _coerce(data[key], kind, key)
     cfg = InstanceHMRTrainConfig(**kwargs)
-    s = cfg.schedule
-    if s.total_steps < 1 or not 0 <= s.warmup_steps <= s.total_steps:
-        raise ConfigError("'schedule': need total_steps >= 1 and 0 <= warmup_steps <= total_steps")
-    if cfg.data.batch_size < 1 or cfg.optimizer.lr <= 0 or cfg.log.every < 1:
-        raise ConfigError("need data.batch_size >= 1, optimizer.lr > 0 and log.every >= 1")
+    check_run_basics(cfg)
     check_settings(cfg.distributed)
     return cfg
 
 
 def load_instancehmr_config(path) -> InstanceHMRTrainConfig:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        return parse_instancehmr_config(yaml.safe_load(path.read_text()) or {})
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return read_yaml_config(path, parse_instancehmr_config)
 
 
 class _RankOrder(Sampler):
@@ -394,15 +383,7 @@ class InstanceHMRTrainer:
 
 
 def _read_checkpoint(path: Path, map_location) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != INSTANCEHMR_FORMAT:
-        raise CheckpointError(f"{path} is not an hmr_ros InstanceHMR checkpoint")
-    return ckpt
+    return read_checkpoint(path, map_location, INSTANCEHMR_FORMAT, "InstanceHMR")
 
 
 def load_instancehmr_checkpoint(path, map_location="cpu"):

@@ -72,12 +72,14 @@ from hmr_ros.models.checkpoint import CheckpointError
 from hmr_ros.runtime.context import centre_maps
 
 from .config import (ConfigError, DataConfig, DistributedConfig, LogConfig, OptimizerConfig,
-                     ScheduleConfig, _coerce, _dataclass, _no_unknown, _parse_data)
+                     ScheduleConfig, _coerce, _dataclass, _no_unknown, _parse_data,
+                     check_run_basics, read_yaml_config)
 from .data import BuildContext, build_mixture, train_sampler, val_sampler
 from .distributed import (TrainingForward, barrier, check_settings, end_processes,
                           start_processes, wrap_ddp)
 from .scalars import ScalarLogger
-from .trainer import _progress, _write_yaml, lr_factor, masked_joints3d, write_checkpoint
+from .trainer import (_progress, _write_yaml, lr_factor, masked_joints3d, read_checkpoint,
+                      write_checkpoint)
 
 __all__ = ["PARAM_FORMAT", "PARAM_MODELS", "ParamCheckpointConfig", "ParamLoss",
            "ParamLossWeights", "ParamTrainConfig", "ParamTrainer", "ParamValConfig",
@@ -214,15 +216,7 @@ def param_model_name(path) -> Optional[str]:
 
 
 def load_param_config(path) -> ParamTrainConfig:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        return parse_param_config(yaml.safe_load(path.read_text()) or {})
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return read_yaml_config(path, parse_param_config)
 
 
 def parse_param_config(data: Mapping[str, Any]) -> ParamTrainConfig:
@@ -249,11 +243,7 @@ def parse_param_config(data: Mapping[str, Any]) -> ParamTrainConfig:
             kwargs[key] = _coerce(data[key], kind, key)
     kwargs.setdefault("loss", _loss_weights_class(name)())
     cfg = ParamTrainConfig(**kwargs)
-    s = cfg.schedule
-    if s.total_steps < 1 or not 0 <= s.warmup_steps <= s.total_steps:
-        raise ConfigError("'schedule': need total_steps >= 1 and 0 <= warmup_steps <= total_steps")
-    if cfg.data.batch_size < 1 or cfg.optimizer.lr <= 0 or cfg.log.every < 1:
-        raise ConfigError("need data.batch_size >= 1, optimizer.lr > 0 and log.every >= 1")
+    check_run_basics(cfg)
     if cfg.checkpoint.best_metric not in ("mpjpe", "pa_mpjpe", "pve"):
         raise ConfigError(f"'checkpoint.best_metric' must be mpjpe, pa_mpjpe or pve, got "
                           f"{cfg.checkpoint.best_metric!r}")
@@ -707,15 +697,7 @@ class ParamTrainer:
 
 
 def _read_param_checkpoint(path: Path, map_location) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != PARAM_FORMAT:
-        raise CheckpointError(f"{path} is not an hmr_ros parameter-regressor checkpoint")
-    return ckpt
+    return read_checkpoint(path, map_location, PARAM_FORMAT, "parameter-regressor")
 
 
 def load_param_checkpoint(path, map_location="cpu"):

@@ -145,6 +145,21 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 
 
 
+def read_checkpoint(path, map_location, fmt: str, what: str) -> dict:
+    """The dict of an hmr_ros training checkpoint whose ``format`` is ``fmt`` (``what`` names
+    it in the error): a missing, unreadable or foreign file is a `CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        raise CheckpointError(f"{path} is not an hmr_ros {what} checkpoint")
+    return ckpt
+
+
 def write_checkpoint(out_dir: Path, step: int, save, keep_last: int) -> Path:
     """``save(path)`` writes ``OUT/checkpoints/step_N.pt``; it becomes ``OUT/last.pt`` too (by
     an atomic rename, so a reader never sees half a file), and only the newest ``keep_last``
